@@ -1,0 +1,1 @@
+"""Platforms: each translates its payloads to neutral forms and renders neutral messages."""

@@ -1,0 +1,36 @@
+"""The composition root: builds the store, partnership, service and platforms from settings.
+
+Nothing is built at import time; everything starts here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.clock import Clock, SystemClock
+from bot.config import Partnership, Settings, load_partnership
+from bot.conversation import Conversations
+from bot.service import Service
+from store import db
+from store.repository import Store
+
+
+@dataclass
+class Core:
+    """The parts every way of running the bot shares."""
+
+    settings: Settings
+    store: Store
+    partnership: Partnership
+    service: Service
+    conversations: Conversations
+
+
+def build_core(settings: Settings, *, clock: Clock | None = None, migrate: bool = True) -> Core:
+    """Load the partnership, bring the database up to date, and wire the service."""
+    partnership = load_partnership(settings.escalation_config)
+    if migrate:
+        db.upgrade(settings.database_url)
+    store = Store(settings.database_url)
+    service = Service(store, partnership, clock or SystemClock())
+    return Core(settings, store, partnership, service, Conversations(service))

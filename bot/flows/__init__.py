@@ -1,0 +1,1 @@
+"""Conversations, declared once and rendered by every platform."""

@@ -1,0 +1,128 @@
+"""Neutral outgoing messages: text, facts, buttons, the thread they belong to, who receives them.
+
+Pure domain: no platform types. Text here is plain (no markup); each adapter escapes all of it
+for its platform, so anything a user typed is echoed literally and can ping no one.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class ActionId(StrEnum):
+    """Every button and callback id the bot uses, in one place."""
+
+    ACKNOWLEDGE = "acknowledge"
+    ADD_NOTE = "add_note"
+    ESCALATE = "escalate"
+    PROPOSE_RESOLUTION = "propose_resolution"
+    CONFIRM_RESOLUTION = "confirm_resolution"
+    REJECT_RESOLUTION = "reject_resolution"
+    RECORD_DELAY_REASON = "record_delay_reason"
+    RECORD_LEARNING = "record_learning"
+    WITHDRAW = "withdraw"
+    VIEW_DETAILS = "view_details"
+
+
+BUTTON_LABELS = {
+    ActionId.ACKNOWLEDGE: "Acknowledge",
+    ActionId.ADD_NOTE: "Add note",
+    ActionId.ESCALATE: "Escalate",
+    ActionId.PROPOSE_RESOLUTION: "Propose resolution",
+    ActionId.CONFIRM_RESOLUTION: "Confirm resolution",
+    ActionId.REJECT_RESOLUTION: "Reject resolution",
+    ActionId.RECORD_DELAY_REASON: "Give reason for delay",
+    ActionId.RECORD_LEARNING: "Record learning",
+    ActionId.WITHDRAW: "Withdraw",
+    ActionId.VIEW_DETAILS: "View details",
+}
+
+
+@dataclass(frozen=True)
+class Button:
+    """A button acting on one dispute."""
+
+    action: ActionId
+    ref: str
+    style: Literal["primary", "danger"] | None = None
+
+    @property
+    def label(self) -> str:
+        """The button's text."""
+        return BUTTON_LABELS[self.action]
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A person (by directory id) or a partnership channel ('disputes' or 'oversight')."""
+
+    kind: Literal["person", "channel"]
+    id: str
+
+    @classmethod
+    def person(cls, person_id: str) -> Recipient:
+        """A directory person."""
+        return cls("person", person_id)
+
+    @classmethod
+    def channel(cls, name: str = "disputes") -> Recipient:
+        """A partnership channel."""
+        return cls("channel", name)
+
+
+MessageKind = Literal["direct", "thread_root", "thread", "digest", "reply"]
+
+
+@dataclass
+class Message:
+    """One outgoing message, rendered later by the recipient's platform."""
+
+    recipient: Recipient
+    text: str
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    buttons: list[Button] = field(default_factory=list)
+    ref: str | None = None
+    kind: MessageKind = "direct"
+    key: str = ""
+
+    def to_data(self) -> dict[str, Any]:
+        """JSON-ready data, for the outbox."""
+        return {
+            "recipient": {"kind": self.recipient.kind, "id": self.recipient.id},
+            "text": self.text,
+            "facts": [list(f) for f in self.facts],
+            "buttons": [{"action": b.action.value, "ref": b.ref, "style": b.style} for b in self.buttons],
+            "ref": self.ref,
+            "kind": self.kind,
+            "key": self.key,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Message:
+        """Rebuild from `to_data`."""
+        return cls(
+            recipient=Recipient(data["recipient"]["kind"], data["recipient"]["id"]),
+            text=data["text"],
+            facts=[(f[0], f[1]) for f in data.get("facts", [])],
+            buttons=[Button(ActionId(b["action"]), b["ref"], b.get("style")) for b in data.get("buttons", [])],
+            ref=data.get("ref"),
+            kind=data.get("kind", "direct"),
+            key=data.get("key", ""),
+        )
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x1b]")
+
+
+def plain(text: str) -> str:
+    """Text safe to show anywhere: control and escape characters removed, Unicode normalised."""
+    return _CONTROL.sub("", unicodedata.normalize("NFC", text))
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten text to `limit` characters with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"

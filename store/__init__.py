@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, the repository the service uses, and Alembic migrations."""

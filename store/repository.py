@@ -1,0 +1,310 @@
+"""The queries the service and timekeeper need, each backed by an index, in units of work.
+
+Maps the domain's Dispute to rows and back. May import SQLAlchemy and the domain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.disputes import OPEN_STATUSES, Dispute, Event, from_data, to_data
+from bot.messages import Message
+from bot.policy import Policy, policy_from_snapshot
+from store.db import make_engine
+from store.models import (
+    AgreedActionRow,
+    CounterRow,
+    DeadlineRow,
+    DisputeRow,
+    EventRow,
+    FlowProgressRow,
+    OutboxRow,
+    ParticipantRow,
+    PersonSeenRow,
+    PolicySnapshotRow,
+)
+
+GENESIS = "0" * 64
+
+
+class NotFound(LookupError):
+    """No dispute with that reference."""
+
+
+class Conflict(RuntimeError):
+    """Someone else changed the dispute at the same moment; the command should be retried."""
+
+
+def event_hash(prev_hash: str, ref: str, seq: int, event_type: str, at: datetime, actor: str | None, data: dict[str, Any]) -> str:
+    """The hash of an event's canonical content, chained to the previous event's hash."""
+    canonical = json.dumps(
+        {"ref": ref, "seq": seq, "type": event_type, "at": at.astimezone(UTC).isoformat(), "actor": actor, "data": data},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as recorded, with its place in the chain."""
+
+    seq: int
+    type: str
+    at: datetime
+    actor: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class Store:
+    """The database: one unit of work per command."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = url
+        self.engine = engine or make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._policies: dict[str, Policy] = {}
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the backend is PostgreSQL (row locks with SKIP LOCKED)."""
+        return self.engine.dialect.name == "postgresql"
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    @contextmanager
+    def unit(self) -> Iterator[Session]:
+        """A transaction: committed if the block succeeds, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+    # ---- references -------------------------------------------------------------------
+
+    def next_ref(self, session: Session, prefix: str, year: int) -> str:
+        """The next dispute reference, e.g. WST-2026-0007, unique even across replicas."""
+        name = f"{prefix}-{year}"
+        bumped = session.execute(
+            update(CounterRow).where(CounterRow.name == name).values(value=CounterRow.value + 1).returning(CounterRow.value)
+        ).scalar_one_or_none()
+        if bumped is None:
+            session.add(CounterRow(name=name, value=1))
+            session.flush()
+            bumped = 1
+        return f"{prefix}-{year}-{bumped:04d}"
+
+    # ---- disputes -----------------------------------------------------------------------
+
+    def policy(self, session: Session, fingerprint: str) -> Policy:
+        """The policy version a dispute was opened under."""
+        cached = self._policies.get(fingerprint)
+        if cached is None:
+            row = session.get(PolicySnapshotRow, fingerprint)
+            if row is None:
+                raise NotFound(f"policy version {fingerprint} is missing from the database")
+            cached = policy_from_snapshot(row.data)
+            self._policies[fingerprint] = cached
+        return cached
+
+    def _row(self, session: Session, ref: str, *, lock: bool) -> DisputeRow:
+        query = select(DisputeRow).where(DisputeRow.ref == ref)
+        if lock and self.is_postgres:
+            query = query.with_for_update()
+        row = session.execute(query).scalar_one_or_none()
+        if row is None:
+            raise NotFound(f"no dispute with reference {ref}")
+        return row
+
+    def load(self, session: Session, ref: str, *, lock: bool = False) -> Dispute:
+        """The dispute with this reference (locked for update on PostgreSQL when `lock`)."""
+        row = self._row(session, ref.strip().upper(), lock=lock)
+        return from_data(row.state, self.policy(session, row.policy_fingerprint), row.version)
+
+    def exists(self, session: Session, ref: str) -> bool:
+        """Whether a dispute with this reference exists."""
+        return session.execute(select(DisputeRow.id).where(DisputeRow.ref == ref)).first() is not None
+
+    def save(self, session: Session, dispute: Dispute, messages: Iterable[Message] = (), *, participants: dict[str, str] | None = None, now: datetime) -> list[StoredEvent]:
+        """Save the dispute's state, its new events (chained) and its messages, atomically."""
+        policy = dispute.policy
+        if session.get(PolicySnapshotRow, policy.fingerprint) is None:
+            session.add(
+                PolicySnapshotRow(fingerprint=policy.fingerprint, policy_id=policy.id, version=policy.version, data=policy.snapshot(), created_at=now)
+            )
+        row = session.execute(select(DisputeRow).where(DisputeRow.ref == dispute.ref)).scalar_one_or_none()
+        state = to_data(dispute)
+        next_due = dispute.next_due
+        values = {
+            "partnership_id": dispute.partnership_id,
+            "policy_id": policy.id,
+            "policy_version": policy.version,
+            "policy_fingerprint": policy.fingerprint,
+            "status": dispute.status.value,
+            "stage": dispute.stage,
+            "raising_agency": dispute.details.raising_agency,
+            "receiving_agency": dispute.details.receiving_agency,
+            "raised_by": dispute.details.raised_by,
+            "receiving_person": dispute.details.receiving_person,
+            "category": dispute.details.category,
+            "immediate_risk": dispute.details.immediate_risk,
+            "next_due_at": next_due.due_at if next_due and dispute.is_open else None,
+            "opened_at": dispute.opened_at,
+            "closed_at": dispute.closed_at,
+            "updated_at": now,
+            "state": state,
+        }
+        if row is None:
+            row = DisputeRow(ref=dispute.ref, **values)
+            session.add(row)
+        else:
+            if row.version != dispute.version:
+                raise Conflict(f"{dispute.ref} was changed by someone else; try again")
+            for key, value in values.items():
+                setattr(row, key, value)
+        session.flush()
+        dispute.version = row.version
+        stored = self._append_events(session, row, dispute.new_events)
+        dispute.new_events = []
+        self._replace_deadlines(session, row.id, dispute)
+        self._replace_actions(session, row.id, dispute)
+        if participants is not None:
+            session.execute(delete(ParticipantRow).where(ParticipantRow.dispute_id == row.id))
+            session.add_all(ParticipantRow(dispute_id=row.id, person_id=p, relation=r) for p, r in participants.items())
+        self.enqueue(session, messages, now=now, dispute_id=row.id, seq=stored[-1].seq if stored else 0)
+        return stored
+
+    def _append_events(self, session: Session, row: DisputeRow, events: list[Event]) -> list[StoredEvent]:
+        last = session.execute(
+            select(EventRow.seq, EventRow.hash).where(EventRow.dispute_id == row.id).order_by(EventRow.seq.desc()).limit(1)
+        ).first()
+        seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+        stored = []
+        for event in events:
+            seq += 1
+            data = json.loads(json.dumps(event.data, default=str))
+            digest = event_hash(prev, row.ref, seq, event.type, event.at, event.actor, data)
+            session.add(EventRow(dispute_id=row.id, seq=seq, type=event.type, at=event.at, actor=event.actor, data=data, prev_hash=prev, hash=digest))
+            stored.append(StoredEvent(seq, event.type, event.at, event.actor, data, prev, digest))
+            prev = digest
+        return stored
+
+    def _replace_deadlines(self, session: Session, dispute_id: int, dispute: Dispute) -> None:
+        session.execute(delete(DeadlineRow).where(DeadlineRow.dispute_id == dispute_id))
+        if not dispute.is_open:
+            return
+        session.add_all(
+            DeadlineRow(dispute_id=dispute_id, stage=s.stage, step_id=s.step_id, due_at=s.due_at, status=s.status, local_target=s.local_target)
+            for s in dispute.open_steps()
+        )
+
+    def _replace_actions(self, session: Session, dispute_id: int, dispute: Dispute) -> None:
+        session.execute(delete(AgreedActionRow).where(AgreedActionRow.dispute_id == dispute_id))
+        if dispute.resolution is None or dispute.resolution.status != "confirmed":
+            return
+        session.add_all(
+            AgreedActionRow(dispute_id=dispute_id, number=a.id, description=a.description, owner=a.owner, review_date=a.review_date.isoformat(), status=a.status)
+            for a in dispute.resolution.actions
+        )
+
+    def events(self, session: Session, ref: str) -> list[StoredEvent]:
+        """A dispute's events in order."""
+        row = self._row(session, ref, lock=False)
+        rows = session.execute(select(EventRow).where(EventRow.dispute_id == row.id).order_by(EventRow.seq)).scalars()
+        return [StoredEvent(r.seq, r.type, r.at, r.actor, r.data, r.prev_hash, r.hash) for r in rows]
+
+    def open_for_person(self, session: Session, person_id: str) -> list[Dispute]:
+        """The open disputes a person is involved in, soonest deadline first."""
+        query = (
+            select(DisputeRow)
+            .join(ParticipantRow, ParticipantRow.dispute_id == DisputeRow.id)
+            .where(ParticipantRow.person_id == person_id, DisputeRow.status.in_([s.value for s in OPEN_STATUSES]))
+            .order_by(DisputeRow.next_due_at)
+        )
+        rows = session.execute(query).scalars().unique()
+        return [from_data(r.state, self.policy(session, r.policy_fingerprint), r.version) for r in rows]
+
+    def count_disputes(self, session: Session) -> int:
+        """How many disputes there are."""
+        return session.execute(select(func.count(DisputeRow.id))).scalar_one()
+
+    # ---- outbox ---------------------------------------------------------------------
+
+    def enqueue(self, session: Session, messages: Iterable[Message], *, now: datetime, dispute_id: int | None = None, seq: int = 0) -> None:
+        """Save outgoing messages in the caller's transaction, each with an idempotency key."""
+        for i, message in enumerate(messages):
+            if not message.key:
+                message.key = f"{message.ref or 'none'}:{seq}:{i}:{message.recipient.kind}:{message.recipient.id}"
+            session.add(
+                OutboxRow(
+                    dispute_id=dispute_id,
+                    key=message.key,
+                    recipient_kind=message.recipient.kind,
+                    recipient_id=message.recipient.id,
+                    kind=message.kind,
+                    payload=message.to_data(),
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+
+    def pending_messages(self, session: Session, *, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        """Messages due to be sent, oldest first, claimed with SKIP LOCKED on PostgreSQL."""
+        query = (
+            select(OutboxRow)
+            .where(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now)
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        return list(session.execute(query).scalars())
+
+    # ---- flows and people -------------------------------------------------------------
+
+    def flow_state(self, session: Session, user_key: str, flow: str) -> dict[str, Any] | None:
+        """A saved half-finished flow."""
+        row = session.execute(select(FlowProgressRow).where(FlowProgressRow.user_key == user_key, FlowProgressRow.flow == flow)).scalar_one_or_none()
+        return row.state if row else None
+
+    def save_flow_state(self, session: Session, user_key: str, flow: str, state: dict[str, Any] | None, *, now: datetime) -> None:
+        """Save (or with None, forget) a half-finished flow."""
+        row = session.execute(select(FlowProgressRow).where(FlowProgressRow.user_key == user_key, FlowProgressRow.flow == flow)).scalar_one_or_none()
+        if state is None:
+            if row is not None:
+                session.delete(row)
+            return
+        if row is None:
+            session.add(FlowProgressRow(user_key=user_key, flow=flow, state=state, updated_at=now))
+        else:
+            row.state = state
+            row.updated_at = now
+
+    def people_seen(self, session: Session) -> list[dict[str, Any]]:
+        """People remembered from chat, as directory entries."""
+        return [r.data for r in session.execute(select(PersonSeenRow)).scalars()]
+
+    def remember_person(self, session: Session, data: dict[str, Any], *, now: datetime) -> None:
+        """Remember a person (or new facts about one) for next time."""
+        row = session.get(PersonSeenRow, data["id"])
+        if row is None:
+            session.add(PersonSeenRow(id=data["id"], data=data, updated_at=now))
+        else:
+            row.data = {**row.data, **data}
+            row.updated_at = now
+
