@@ -37,19 +37,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="escalation-bot", description="Runs a safeguarding partnership's escalation policy in chat.")
+    parser = argparse.ArgumentParser(
+        prog="escalation-bot",
+        description="Runs a safeguarding partnership's escalation policy in chat.",
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the bot (the console when no Slack or Teams credentials are set)")
+    p = sub.add_parser(
+        "serve", help="run the bot (the console when no Slack or Teams credentials are set)"
+    )
     p.add_argument("--as", dest="person", help="console: the directory person to chat as")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("chat", help="chat with the bot in the terminal as a person from the directory")
+    p = sub.add_parser(
+        "chat", help="chat with the bot in the terminal as a person from the directory"
+    )
     p.add_argument("--as", dest="person", help="the person's directory id (asked if not given)")
     p.set_defaults(func=_chat)
 
     p = sub.add_parser("check-config", help="check the partnership's config, policy and directory")
-    p.add_argument("--config", help="partnership file (default: ESCALATION_CONFIG or examples/partnership.yaml)")
+    p.add_argument(
+        "--config",
+        help="partnership file (default: ESCALATION_CONFIG or examples/partnership.yaml)",
+    )
     p.set_defaults(func=_check_config)
 
     p = sub.add_parser("db", help="database commands")
@@ -60,17 +70,33 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("policies", help="list the policy presets and their stages")
     p.set_defaults(func=_policies)
 
-    p = sub.add_parser("timeline", help="a policy's deadlines with real dates, if each step takes its full time")
+    p = sub.add_parser(
+        "timeline", help="a policy's deadlines with real dates, if each step takes its full time"
+    )
     p.add_argument("--policy", required=True, help="a preset name or a policy file")
-    p.add_argument("--from", dest="start", required=True, help="when the disagreement arose, e.g. 2026-12-21T10:00 (London time unless an offset is given)")
-    p.add_argument("--nation", choices=["ENG", "WLS", "SCT", "NIR"], help="whose bank holidays to use (default: the policy's)")
+    p.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        help="when the disagreement arose, e.g. 2026-12-21T10:00 (London time unless an offset is given)",
+    )
+    p.add_argument(
+        "--nation",
+        choices=["ENG", "WLS", "SCT", "NIR"],
+        help="whose bank holidays to use (default: the policy's)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_timeline)
 
     p = sub.add_parser("directory", help="directory commands")
     dsub = p.add_subparsers(title="directory commands", metavar="COMMAND")
-    imp = dsub.add_parser("import", help="merge people from an HR-style CSV export into the directory file")
-    imp.add_argument("csv", help="CSV with columns id,name,agency[,title,roles,manager,deputy,email,slack_id,teams_id]; roles separated by ';'")
+    imp = dsub.add_parser(
+        "import", help="merge people from an HR-style CSV export into the directory file"
+    )
+    imp.add_argument(
+        "csv",
+        help="CSV with columns id,name,agency[,title,roles,manager,deputy,email,slack_id,teams_id]; roles separated by ';'",
+    )
     imp.add_argument("--directory", help="directory file to update (default: the partnership's)")
     imp.add_argument("--out", help="write the merged directory here instead of replacing the file")
     imp.set_defaults(func=_directory_import)
@@ -86,7 +112,9 @@ def _check_config(args: argparse.Namespace) -> int:
     partnership = load_partnership(path)
     d = partnership.directory
     print(f"OK: {partnership.config.name}")
-    print(f"  policy    {partnership.policy.name} ({partnership.policy.version}), {len(partnership.policy.stages)} stages, bank holidays of {partnership.policy.nation}")
+    print(
+        f"  policy    {partnership.policy.name} ({partnership.policy.version}), {len(partnership.policy.stages)} stages, bank holidays of {partnership.policy.nation}"
+    )
     print(f"  directory {len(d.agencies)} agencies, {len(d.people)} people")
     for warning in partnership.warnings:
         print(f"  warning: {warning}")
@@ -113,10 +141,17 @@ def _policies(args: argparse.Namespace) -> int:
 
     for name in PRESETS:
         policy = load_preset(name)
-        target = f"; overall target {policy.overall_target.deadline.describe()}" if policy.overall_target else ""
+        target = (
+            f"; overall target {policy.overall_target.deadline.describe()}"
+            if policy.overall_target
+            else ""
+        )
         print(f"{name}: {policy.name} ({policy.version}){target}")
         for stage in policy.stages:
-            rules = ", ".join(f"{s.deadline.describe()}{' if ' + s.condition.replace('_', ' ') if s.condition else ''}" for s in stage.steps)
+            rules = ", ".join(
+                f"{s.deadline.describe()}{' if ' + s.condition.replace('_', ' ') if s.condition else ''}"
+                for s in stage.steps
+            )
             print(f"  {stage.number}. {stage.name}: {rules}")
     return 0
 
@@ -130,11 +165,19 @@ def _timeline(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     try:
         start = datetime.fromisoformat(args.start)
     except ValueError:
-        print(f"'{args.start}' is not a date and time; write it like 2026-12-21T10:00", file=sys.stderr)
+        print(
+            f"'{args.start}' is not a date and time; write it like 2026-12-21T10:00",
+            file=sys.stderr,
+        )
         return 2
     if start.tzinfo is None:
         start = start.replace(tzinfo=tz)
-    calendar = WorkingCalendar(args.nation or policy.nation, start=policy.working_hours.start, end=policy.working_hours.end, tz=policy.timezone)
+    calendar = WorkingCalendar(
+        args.nation or policy.nation,
+        start=policy.working_hours.start,
+        end=policy.working_hours.end,
+        tz=policy.timezone,
+    )
     rows = plan_timeline(policy, start, calendar)
 
     def local(value: datetime | None) -> str | None:
@@ -157,9 +200,15 @@ def _timeline(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         json.dump(data, out, indent=2)
         out.write("\n")
         return 0
-    out.write(f"{policy.name} ({policy.version}), bank holidays of {calendar.nation}, from {format_when(start, tz)}\n")
+    out.write(
+        f"{policy.name} ({policy.version}), bank holidays of {calendar.nation}, from {format_when(start, tz)}\n"
+    )
     for r in rows:
-        due = format_when(r.due, tz, now=start) if r.due else f"no fixed timescale (local target {format_when(r.local_target_due, tz, now=start) if r.local_target_due else '-'})"
+        due = (
+            format_when(r.due, tz, now=start)
+            if r.due
+            else f"no fixed timescale (local target {format_when(r.local_target_due, tz, now=start) if r.local_target_due else '-'})"
+        )
         cond = f" [only {r.condition.replace('_', ' ')}]" if r.condition else ""
         out.write(f"  stage {r.stage} {r.step}: {r.rule} -> {due}{cond}\n")
     return 0
@@ -173,7 +222,9 @@ def _directory_import(args: argparse.Namespace) -> int:
     try:
         text = csv_path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise ConfigError([Problem(str(csv_path), None, "", f"cannot read the file ({exc.strerror})")]) from exc
+        raise ConfigError(
+            [Problem(str(csv_path), None, "", f"cannot read the file ({exc.strerror})")]
+        ) from exc
     rows = people_from_csv(text, file=str(csv_path))
     if args.directory:
         target = Path(args.directory)
@@ -199,7 +250,9 @@ def _directory_import(args: argparse.Namespace) -> int:
     parse_directory(merged)  # validate before writing anything
     out_path = Path(args.out) if args.out else target
     if not args.out:
-        target.with_suffix(target.suffix + ".bak").write_text(target.read_text(encoding="utf-8"), encoding="utf-8")
+        target.with_suffix(target.suffix + ".bak").write_text(
+            target.read_text(encoding="utf-8"), encoding="utf-8"
+        )
     out_path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     print(f"Imported {len(rows)} people ({added} new, {updated} updated) into {out_path}.")
     if not args.out:
@@ -212,7 +265,9 @@ def _pick_person(core: Any, person_id: str | None, stdin: TextIO, out: TextIO) -
     if person_id:
         person = directory.get(person_id)
         if person is None:
-            raise SystemExit(f"Nobody in the directory has the id '{person_id}'. Try one of: {', '.join(list(directory.people)[:8])}...")
+            raise SystemExit(
+                f"Nobody in the directory has the id '{person_id}'. Try one of: {', '.join(list(directory.people)[:8])}..."
+            )
         return person
     people = sorted(directory, key=lambda p: (directory.agency_name(p.agency), p.name))
     out.write("Who are you? (fictional people from the example directory)\n")
@@ -232,7 +287,14 @@ def _pick_person(core: Any, person_id: str | None, stdin: TextIO, out: TextIO) -
         out.write("Please type one of the numbers above.\n")
 
 
-def run_console(person_id: str | None, *, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout, settings: Settings | None = None, clock: Any = None) -> int:
+def run_console(
+    person_id: str | None,
+    *,
+    stdin: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+    settings: Settings | None = None,
+    clock: Any = None,
+) -> int:
     """Chat in the terminal as a person from the directory."""
     from bot.adapters.console import ConsoleChat, ConsolePlatform
     from bot.app import build_core
@@ -256,7 +318,12 @@ def _chat(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.slack_enabled and not settings.teams_enabled:
-        print("No Slack or Teams credentials are set, so the bot runs here in the terminal (the console platform).")
+        print(
+            "No Slack or Teams credentials are set, so the bot runs here in the terminal (the console platform)."
+        )
         return run_console(args.person, settings=settings)
-    print("Slack and Teams support is not built yet; unset SLACK_BOT_TOKEN and MICROSOFT_APP_ID to use the console.", file=sys.stderr)
+    print(
+        "Slack and Teams support is not built yet; unset SLACK_BOT_TOKEN and MICROSOFT_APP_ID to use the console.",
+        file=sys.stderr,
+    )
     return 2

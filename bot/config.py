@@ -16,7 +16,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.directory import Directory, Person, check_roles, parse_directory
 from bot.policy import Policy, load_policy
 from bot.workdays import WorkingCalendar
-from bot.yamlsource import ConfigError, Located, Problem, load_yaml_file, parse_clock_time, problems_from_validation
+from bot.yamlsource import (
+    ConfigError,
+    Located,
+    Problem,
+    load_yaml_file,
+    parse_clock_time,
+    problems_from_validation,
+)
 
 DEFAULT_CONFIG = "examples/partnership.yaml"
 DEFAULT_DATABASE = "sqlite:///var/escalation-bot.db"
@@ -94,8 +101,17 @@ class Partnership:
 
     def with_people(self, people: list[dict[str, Any]]) -> Partnership:
         """A copy whose directory also knows people remembered from chat."""
-        known = [Person.model_validate(p) for p in people if p.get("agency") in self.directory.agencies]
-        return Partnership(self.config, self.policy, self.directory.with_people(known), self.calendar, self.base_dir, self.warnings)
+        known = [
+            Person.model_validate(p) for p in people if p.get("agency") in self.directory.agencies
+        ]
+        return Partnership(
+            self.config,
+            self.policy,
+            self.directory.with_people(known),
+            self.calendar,
+            self.base_dir,
+            self.warnings,
+        )
 
 
 def load_partnership(path: Path | str) -> Partnership:
@@ -103,7 +119,9 @@ def load_partnership(path: Path | str) -> Partnership:
     path = Path(path)
     located = load_yaml_file(path)
     if not isinstance(located.data, dict):
-        raise ConfigError([Problem(str(path), 1, "", "a partnership file must be a mapping of fields")])
+        raise ConfigError(
+            [Problem(str(path), 1, "", "a partnership file must be a mapping of fields")]
+        )
     try:
         config = PartnershipFile.model_validate(located.data)
     except ValidationError as exc:
@@ -115,7 +133,10 @@ def load_partnership(path: Path | str) -> Partnership:
     try:
         policy = load_policy(config.policy, base)
     except ConfigError as exc:
-        problems += [_relocate(p, located, ("policy",)) if not p.line and p.file == "policy" else p for p in exc.problems]
+        problems += [
+            _relocate(p, located, ("policy",)) if not p.line and p.file == "policy" else p
+            for p in exc.problems
+        ]
     directory_path = base / config.directory
     directory_located: Located | None = None
     try:
@@ -126,24 +147,49 @@ def load_partnership(path: Path | str) -> Partnership:
     if problems:
         raise ConfigError(problems)
     assert policy is not None and directory is not None
-    problems += check_roles(directory, policy.roles(), where=directory_located, file=str(directory_path))
+    problems += check_roles(
+        directory, policy.roles(), where=directory_located, file=str(directory_path)
+    )
     for i, person in enumerate(directory):
         for role in person.roles:
             if role not in policy.roles() and role not in _GENERAL_ROLES:
                 assert directory_located is not None
-                problems.append(directory_located.problem(("people", i, "roles"), f"the role '{role}' is not one the policy or the bot uses (check its spelling)"))
+                problems.append(
+                    directory_located.problem(
+                        ("people", i, "roles"),
+                        f"the role '{role}' is not one the policy or the bot uses (check its spelling)",
+                    )
+                )
     if problems:
         raise ConfigError(problems)
     warnings = []
     for agency in directory.agencies.values():
         if not directory.leads(agency.id):
             assert directory_located is not None
-            warnings.append(Problem(str(directory_path), directory_located.line_of(("agencies",)), f"agencies.{agency.id}", "no designated safeguarding lead: immediate-risk pings for this agency will reach no one"))
+            warnings.append(
+                Problem(
+                    str(directory_path),
+                    directory_located.line_of(("agencies",)),
+                    f"agencies.{agency.id}",
+                    "no designated safeguarding lead: immediate-risk pings for this agency will reach no one",
+                )
+            )
     calendar = policy.calendar(config.closures)
     return Partnership(config, policy, directory, calendar, base, warnings)
 
 
-_GENERAL_ROLES = {"practitioner", "line_manager", "designated_safeguarding_lead", "admin", "on_call", "senior_manager", "senior_liaison_officer", "partnership_representative", "board_chair", "panel_chair"}
+_GENERAL_ROLES = {
+    "practitioner",
+    "line_manager",
+    "designated_safeguarding_lead",
+    "admin",
+    "on_call",
+    "senior_manager",
+    "senior_liaison_officer",
+    "partnership_representative",
+    "board_chair",
+    "panel_chair",
+}
 
 
 def _relocate(problem: Problem, located: Located, loc: tuple[str, ...]) -> Problem:

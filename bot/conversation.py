@@ -36,7 +36,9 @@ class Reply:
 
     def as_message(self, person_id: str) -> Message:
         """As a neutral message to the person."""
-        return Message(Recipient.person(person_id), self.text, self.facts, self.buttons, kind="reply")
+        return Message(
+            Recipient.person(person_id), self.text, self.facts, self.buttons, kind="reply"
+        )
 
 
 class Conversations:
@@ -50,11 +52,20 @@ class Conversations:
     def context(self, person: Person | None, display_name: str | None = None) -> FlowContext:
         """What flows consult, at this moment."""
         p = self.service.partnership
-        return FlowContext(p.directory, p.policy, p.calendar, self.service.clock.now(), person, display_name)
+        return FlowContext(
+            p.directory, p.policy, p.calendar, self.service.clock.now(), person, display_name
+        )
 
     # ---- saved progress -----------------------------------------------------------------
 
-    def resume(self, user_key: str, person: Person | None, *, display_name: str | None = None, fresh: bool = False) -> FlowRunner:
+    def resume(
+        self,
+        user_key: str,
+        person: Person | None,
+        *,
+        display_name: str | None = None,
+        fresh: bool = False,
+    ) -> FlowRunner:
         """The person's intake in progress, or a new one."""
         ctx = self.context(person, display_name)
         state = None if fresh else self._load(user_key, self.intake.name)
@@ -63,12 +74,20 @@ class Conversations:
     def save(self, user_key: str, runner: FlowRunner) -> None:
         """Keep a half-finished flow so an interruption loses nothing."""
         with self.service.store.unit() as session:
-            self.service.store.save_flow_state(session, user_key, runner.flow.name, runner.state.to_data(), now=self.service.clock.now())
+            self.service.store.save_flow_state(
+                session,
+                user_key,
+                runner.flow.name,
+                runner.state.to_data(),
+                now=self.service.clock.now(),
+            )
 
     def forget(self, user_key: str, flow: str) -> None:
         """Drop saved progress."""
         with self.service.store.unit() as session:
-            self.service.store.save_flow_state(session, user_key, flow, None, now=self.service.clock.now())
+            self.service.store.save_flow_state(
+                session, user_key, flow, None, now=self.service.clock.now()
+            )
 
     def _load(self, user_key: str, flow: str) -> FlowState | None:
         with self.service.store.unit() as session:
@@ -96,7 +115,11 @@ class Conversations:
             roles.append(policy.out_of_hours.route)
         people: list[Person] = []
         for role in roles:
-            people += [p for p in s.directory.role_holders(person.agency, role, for_person=person.id) if p not in people and p.id != person.id]
+            people += [
+                p
+                for p in s.directory.role_holders(person.agency, role, for_person=person.id)
+                if p not in people and p.id != person.id
+            ]
         agency = s.directory.agency_name(person.agency)
         messages = [
             Message(
@@ -112,7 +135,9 @@ class Conversations:
         with s.store.unit() as session:
             s.store.enqueue(session, messages, now=now)
 
-    def finish_intake(self, user_key: str, runner: FlowRunner, *, platform_ids: dict[str, str] | None = None) -> Outcome:
+    def finish_intake(
+        self, user_key: str, runner: FlowRunner, *, platform_ids: dict[str, str] | None = None
+    ) -> Outcome:
         """Open the dispute from a completed intake; remember an unknown person first."""
         answers = runner.state.answers
         ctx = runner.ctx
@@ -138,7 +163,9 @@ class Conversations:
         """The flow behind a button."""
         return self.actions[button]
 
-    def run_action(self, ref: str, person: Person, button: ActionId, answers: dict[str, Any]) -> Outcome:
+    def run_action(
+        self, ref: str, person: Person, button: ActionId, answers: dict[str, Any]
+    ) -> Outcome:
         """Carry out a button's action with its flow's answers."""
         flow = self.actions[button]
         ctx = self.context(person)
@@ -159,7 +186,10 @@ class Conversations:
         if verb == "timeline":
             return self.timeline_reply()
         if person is None:
-            return Reply("You are not in the partnership directory yet. Type escalate to log a disagreement; you'll be asked for your agency and line manager, and remembered next time.", ok=False)
+            return Reply(
+                "You are not in the partnership directory yet. Type escalate to log a disagreement; you'll be asked for your agency and line manager, and remembered next time.",
+                ok=False,
+            )
         if verb == "list":
             return self.list_reply(person)
         if verb == "status":
@@ -177,10 +207,18 @@ class Conversations:
         for row in s.timeline(now):
             if row.condition is not None:
                 continue
-            due = notices.when(row.due, now) if row.due else f"{notices.when(row.local_target_due, now)} (local target)"
-            facts.append((f"Stage {row.stage} ({row.stage_name}): {row.title}", f"{row.rule} - by {due}"))
+            due = (
+                notices.when(row.due, now)
+                if row.due
+                else f"{notices.when(row.local_target_due, now)} (local target)"
+            )
+            facts.append(
+                (f"Stage {row.stage} ({row.stage_name}): {row.title}", f"{row.rule} - by {due}")
+            )
         policy = s.partnership.policy
-        return Reply(f"{policy.name}: if a disagreement arose now and each step took its full time:", facts)
+        return Reply(
+            f"{policy.name}: if a disagreement arose now and each step took its full time:", facts
+        )
 
     def list_reply(self, person: Person) -> Reply:
         """The person's open disputes, soonest deadline first."""
@@ -190,7 +228,10 @@ class Conversations:
         now = self.service.clock.now()
         notices = self.service.notices()
         facts = [
-            (d.ref, f"stage {d.stage} ({d.current_stage.name}), {d.status.label}, next deadline {notices.next_deadline(d, now)}; you are {self.role_in(d, person)}")
+            (
+                d.ref,
+                f"stage {d.stage} ({d.current_stage.name}), {d.status.label}, next deadline {notices.next_deadline(d, now)}; you are {self.role_in(d, person)}",
+            )
             for d in disputes
         ]
         return Reply(f"Your open disputes ({len(disputes)}):", facts)
@@ -202,7 +243,7 @@ class Conversations:
         d = self.service.directory
         for side in ("raising", "receiving"):
             if person in dispute.actors(d, side):
-                role = dispute.current_stage.roles[side]  # type: ignore[index]
+                role = dispute.current_stage.roles[side]
                 return f"the {side} agency's {role_label(role)}"
         if person.has_role("admin"):
             return "a partnership admin"
@@ -211,7 +252,10 @@ class Conversations:
     def status_reply(self, ref: str, person: Person) -> Reply:
         """A dispute's details, stage and deadlines, for someone allowed to see them."""
         if not re.fullmatch(r"[A-Za-z]{2,8}-\d{4}-\d{1,6}", ref.strip()):
-            return Reply(f"'{ref[:40]}' doesn't look like a dispute reference (for example WST-2026-0001).", ok=False)
+            return Reply(
+                f"'{ref[:40]}' doesn't look like a dispute reference (for example WST-2026-0001).",
+                ok=False,
+            )
         outcome = self.service.view(ref, person.id)
         if not outcome.ok or outcome.dispute is None:
             return Reply(outcome.text, ok=False)
@@ -228,7 +272,12 @@ class Conversations:
         for state in d.open_steps():
             step = d.step_def(state)
             late = " (overdue)" if state.due_at <= now else ""
-            facts.append((f"Due: {step.title}", f"{notices.when(state.due_at, now)}{' (local target)' if state.local_target else ''}{late}"))
+            facts.append(
+                (
+                    f"Due: {step.title}",
+                    f"{notices.when(state.due_at, now)}{' (local target)' if state.local_target else ''}{late}",
+                )
+            )
         if d.overall_due is not None and d.is_open:
             facts.append(("Overall target", notices.when(d.overall_due, now)))
         buttons = [Button(b, d.ref) for b in self.buttons_for(d, person)]
@@ -237,7 +286,7 @@ class Conversations:
     def buttons_for(self, dispute: Dispute, person: Person) -> list[ActionId]:
         """The buttons this person may press on this dispute now."""
         d = self.service.directory
-        out = []
+        out: list[ActionId] = []
         for button, flow in self.actions.items():
             if button == ActionId.REJECT_RESOLUTION:
                 continue  # offered together with confirm

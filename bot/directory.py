@@ -186,7 +186,9 @@ class Directory:
                 return deputy
         return person
 
-    def role_holders(self, agency_id: str, role: str, *, for_person: str | None = None) -> list[Person]:
+    def role_holders(
+        self, agency_id: str, role: str, *, for_person: str | None = None
+    ) -> list[Person]:
         """Who acts in `role` for an agency, walking up `for_person`'s management chain first."""
         found: list[Person] = []
         anchor = self.people.get(for_person) if for_person else None
@@ -201,6 +203,12 @@ class Directory:
                     found = [m for m in chain if m.has_role(role)][:1]
         if not found:
             found = self.in_agency(agency_id, role)
+        if not found:
+            # Partnership-wide roles (board manager, chairs, SLOs) are held by the partnership
+            # itself, not by each member agency.
+            for agency in self.agencies.values():
+                if agency.kind == "partnership" and agency.id != agency_id:
+                    found += self.in_agency(agency.id, role)
         covered: list[Person] = []
         for person in found:
             actor = self.cover(person)
@@ -235,12 +243,16 @@ def check_references(parsed: DirectoryFile, located: Located) -> list[Problem]:
     agency_ids: set[str] = set()
     for i, agency in enumerate(parsed.agencies):
         if agency.id in agency_ids:
-            problems.append(located.problem(("agencies", i, "id"), f"duplicate agency id '{agency.id}'"))
+            problems.append(
+                located.problem(("agencies", i, "id"), f"duplicate agency id '{agency.id}'")
+            )
         agency_ids.add(agency.id)
     person_ids: dict[str, int] = {}
     for i, person in enumerate(parsed.people):
         if person.id in person_ids:
-            problems.append(located.problem(("people", i, "id"), f"duplicate person id '{person.id}'"))
+            problems.append(
+                located.problem(("people", i, "id"), f"duplicate person id '{person.id}'")
+            )
         person_ids.setdefault(person.id, i)
     emails: dict[str, int] = {}
     for i, person in enumerate(parsed.people):
@@ -253,7 +265,9 @@ def check_references(parsed: DirectoryFile, located: Located) -> list[Problem]:
             if ref is not None and ref not in person_ids:
                 problems.append(located.problem(("people", i, key), f"no person with id '{ref}'"))
             elif ref == person.id:
-                problems.append(located.problem(("people", i, key), "a person cannot be their own " + key))
+                problems.append(
+                    located.problem(("people", i, key), "a person cannot be their own " + key)
+                )
         if person.email:
             if person.email in emails:
                 problems.append(
@@ -271,7 +285,10 @@ def check_references(parsed: DirectoryFile, located: Located) -> list[Problem]:
                     reported.update(seen)
                     loop = " -> ".join([*seen[seen.index(current.manager) :], current.manager])
                     problems.append(
-                        located.problem(("people", i, "manager"), f"line management goes round in a circle: {loop}")
+                        located.problem(
+                            ("people", i, "manager"),
+                            f"line management goes round in a circle: {loop}",
+                        )
                     )
                 break
             seen.append(current.manager)
@@ -279,7 +296,9 @@ def check_references(parsed: DirectoryFile, located: Located) -> list[Problem]:
     return problems
 
 
-def check_roles(directory: Directory, roles: Iterable[str], *, where: Located | None, file: str) -> list[Problem]:
+def check_roles(
+    directory: Directory, roles: Iterable[str], *, where: Located | None, file: str
+) -> list[Problem]:
     """Roles a policy calls on that nobody in the directory holds."""
     problems = []
     for role in sorted(set(roles)):
@@ -288,7 +307,12 @@ def check_roles(directory: Directory, roles: Iterable[str], *, where: Located | 
         if not directory.holding(role):
             line = where.line_of(("people",)) if where else None
             problems.append(
-                Problem(file, line, "people", f"nobody holds the role '{role}', which the policy calls on")
+                Problem(
+                    file,
+                    line,
+                    "people",
+                    f"nobody holds the role '{role}', which the policy calls on",
+                )
             )
     return problems
 
@@ -298,7 +322,18 @@ def load_directory(path: Path | str) -> Directory:
     return parse_directory(load_yaml_file(path))
 
 
-CSV_COLUMNS = ("id", "name", "agency", "title", "roles", "manager", "deputy", "email", "slack_id", "teams_id")
+CSV_COLUMNS = (
+    "id",
+    "name",
+    "agency",
+    "title",
+    "roles",
+    "manager",
+    "deputy",
+    "email",
+    "slack_id",
+    "teams_id",
+)
 
 
 def people_from_csv(text: str, *, file: str = "people.csv") -> list[dict[str, Any]]:
@@ -313,20 +348,30 @@ def people_from_csv(text: str, *, file: str = "people.csv") -> list[dict[str, An
     unknown = [h for h in headers if h not in CSV_COLUMNS]
     if unknown:
         raise ConfigError(
-            [Problem(file, 1, "", f"unknown column(s): {', '.join(unknown)}; expected {', '.join(CSV_COLUMNS)}")]
+            [
+                Problem(
+                    file,
+                    1,
+                    "",
+                    f"unknown column(s): {', '.join(unknown)}; expected {', '.join(CSV_COLUMNS)}",
+                )
+            ]
         )
     out = []
     for row in reader:
         entry: dict[str, Any] = {}
         for raw_key, value in row.items():
             if raw_key is None:
-                raise ConfigError([Problem(file, reader.line_num, "", "this row has more cells than headers")])
+                raise ConfigError(
+                    [Problem(file, reader.line_num, "", "this row has more cells than headers")]
+                )
             key = raw_key.strip().lower()
             value = (value or "").strip()
             if not value:
                 continue
-            entry[key] = [r.strip() for r in value.split(";") if r.strip()] if key == "roles" else value
+            entry[key] = (
+                [r.strip() for r in value.split(";") if r.strip()] if key == "roles" else value
+            )
         if entry:
             out.append(entry)
     return out
-

@@ -229,8 +229,9 @@ class Dispute:
         agency = self.agency_of(side)
         people: list[Person] = []
         for role in roles:
-            holders = directory.role_holders(agency, role, for_person=self.practitioner_of(side))
-            if not holders and role == "practitioner":
+            practitioner = self.practitioner_of(side)
+            holders = directory.role_holders(agency, role, for_person=practitioner)
+            if role == "practitioner" and (practitioner is None or not holders):
                 # An unknown practitioner: the agency's safeguarding lead is its front door.
                 holders = directory.leads(agency)
             people.extend(p for p in holders if p not in people)
@@ -269,7 +270,11 @@ class Dispute:
         side = self.side_of(person)
         involved = person in self.involved(directory)
         if action in (Action.VIEW, Action.ADD_NOTE, Action.RECORD_LEARNING):
-            return None if involved else "only the people involved in this dispute can see or add to it"
+            return (
+                None
+                if involved
+                else "only the people involved in this dispute can see or add to it"
+            )
         if action == Action.CLOSE:
             return None if is_admin else "only a partnership admin can close a dispute by hand"
         if not self.is_open:
@@ -299,7 +304,11 @@ class Dispute:
         if action == Action.WITHDRAW:
             if side != "raising":
                 return "only the agency that raised a dispute can withdraw it"
-            return None if acting or managing or person.id == self.details.raised_by else self._not_your_stage(side)
+            return (
+                None
+                if acting or managing or person.id == self.details.raised_by
+                else self._not_your_stage(side)
+            )
         return "unknown action"
 
     def _backers(self, directory: Directory, side: str) -> list[Person]:
@@ -425,7 +434,9 @@ class Dispute:
             on_time=bool(state.met),
         )
 
-    def _complete_where(self, done_when: str, now: datetime, by: str | None, side: str | None = None) -> None:
+    def _complete_where(
+        self, done_when: str, now: datetime, by: str | None, side: str | None = None
+    ) -> None:
         for state in self.open_steps():
             if state.stage != self.stage:
                 continue
@@ -444,7 +455,9 @@ class Dispute:
             return who in acks
         return bool(acks)
 
-    def acknowledge(self, person: Person, directory: Directory, calendar: WorkingCalendar, now: datetime) -> bool:
+    def acknowledge(
+        self, person: Person, directory: Directory, calendar: WorkingCalendar, now: datetime
+    ) -> bool:
         """Record that a party has seen the dispute at this stage; False if already done."""
         self.require(person, Action.ACKNOWLEDGE, directory, now)
         side = self.side_of(person)
@@ -522,7 +535,9 @@ class Dispute:
         if self.stage >= self.policy.last_stage:
             has_route = any(s.condition == "exceptional" for s in self.current_stage.steps)
             if not has_route:
-                raise DisputeError(f"{self.ref} is already at the final stage ({self.current_stage.name})")
+                raise DisputeError(
+                    f"{self.ref} is already at the final stage ({self.current_stage.name})"
+                )
             if "exceptional" in self.flags:
                 raise DisputeError(f"{self.ref} is already on the exceptional route")
             self.flags.add("exceptional")
@@ -606,13 +621,17 @@ class Dispute:
                     state.status = "cancelled"
             return
         if not reason or not reason.strip():
-            raise DisputeError("say why the resolution is rejected, so the other agency can respond")
+            raise DisputeError(
+                "say why the resolution is rejected, so the other agency can respond"
+            )
         self.resolution.reason = _clean(reason, "reason", SUMMARY_LIMIT)
         self.resolution.status = "rejected"
         self.resolutions_rejected += 1
         self.status = Status.OPEN
         self.flags.discard("resolution_proposed")
-        self._record("ResolutionRejected", now, person.id, reason=self.resolution.reason, stage=self.stage)
+        self._record(
+            "ResolutionRejected", now, person.id, reason=self.resolution.reason, stage=self.stage
+        )
         for state in self.steps:
             if state.stage != self.stage:
                 continue
@@ -625,15 +644,34 @@ class Dispute:
                 state.completed_at = None
                 state.completed_by = None
 
-    def record_delay_reason(self, person: Person, directory: Directory, now: datetime, *, reason: str, safety_confirmed: bool) -> None:
+    def record_delay_reason(
+        self,
+        person: Person,
+        directory: Directory,
+        now: datetime,
+        *,
+        reason: str,
+        safety_confirmed: bool,
+    ) -> None:
         """Record why the dispute is past its overall target, and that the child stays safe."""
         self.require(person, Action.RECORD_DELAY_REASON, directory, now)
         reason = _clean(reason, "reason for delay", SUMMARY_LIMIT)
-        self.delay_reasons.append({"by": person.id, "at": now.isoformat(), "reason": reason, "safety_confirmed": safety_confirmed})
+        self.delay_reasons.append(
+            {
+                "by": person.id,
+                "at": now.isoformat(),
+                "reason": reason,
+                "safety_confirmed": safety_confirmed,
+            }
+        )
         self.delay_reason_required = False
-        self._record("DelayReasonRecorded", now, person.id, reason=reason, safety_confirmed=safety_confirmed)
+        self._record(
+            "DelayReasonRecorded", now, person.id, reason=reason, safety_confirmed=safety_confirmed
+        )
 
-    def record_learning(self, person: Person, directory: Directory, now: datetime, *, text: str) -> None:
+    def record_learning(
+        self, person: Person, directory: Directory, now: datetime, *, text: str
+    ) -> None:
         """Record a learning point for the board."""
         self.require(person, Action.RECORD_LEARNING, directory, now)
         text = _clean(text, "learning point", SUMMARY_LIMIT)
@@ -670,7 +708,9 @@ def _clean(text: str, what: str, limit: int) -> str:
     if not text:
         raise DisputeError(f"the {what} is empty")
     if len(text) > limit:
-        raise DisputeError(f"the {what} is {len(text):,} characters; please keep it under {limit:,}")
+        raise DisputeError(
+            f"the {what} is {len(text):,} characters; please keep it under {limit:,}"
+        )
     return text
 
 
@@ -702,10 +742,17 @@ def open_dispute(
     """Validate what the raiser gave and open a dispute at stage 1."""
     raiser = directory.get(details.raised_by)
     if raiser is None:
-        raise DisputeError("you are not in the partnership directory yet, so a dispute cannot be logged for you")
-    for label, agency in (("your agency", details.raising_agency), ("the other agency", details.receiving_agency)):
+        raise DisputeError(
+            "you are not in the partnership directory yet, so a dispute cannot be logged for you"
+        )
+    for label, agency in (
+        ("your agency", details.raising_agency),
+        ("the other agency", details.receiving_agency),
+    ):
         if agency not in directory.agencies:
-            raise DisputeError(f"{label} ('{agency}') is not an agency in the partnership directory")
+            raise DisputeError(
+                f"{label} ('{agency}') is not an agency in the partnership directory"
+            )
     if details.raising_agency == details.receiving_agency:
         raise DisputeError(
             "both sides are in the same agency; a disagreement inside one agency goes through "
@@ -716,17 +763,23 @@ def open_dispute(
         if other is None:
             raise DisputeError(f"nobody in the directory has the id '{details.receiving_person}'")
         if other.agency != details.receiving_agency:
-            raise DisputeError(f"{other.name} is not in {directory.agency_name(details.receiving_agency)}")
+            raise DisputeError(
+                f"{other.name} is not in {directory.agency_name(details.receiving_agency)}"
+            )
     if details.category not in {c.id for c in policy.categories}:
         choices = ", ".join(c.id for c in policy.categories)
-        raise DisputeError(f"'{details.category}' is not a category of this policy; choose one of {choices}")
+        raise DisputeError(
+            f"'{details.category}' is not a category of this policy; choose one of {choices}"
+        )
     details.case_ref = _clean(details.case_ref, "case reference", CASE_REF_LIMIT)
     details.decision = _clean(details.decision, "decision you disagree with", SUMMARY_LIMIT)
     details.reasons = _clean(details.reasons, "reasons", SUMMARY_LIMIT)
     details.outcome_sought = _clean(details.outcome_sought, "outcome sought", SUMMARY_LIMIT)
     if details.disagreement_date > calendar.local(now).date():
         raise DisputeError("the date of the disagreement cannot be in the future")
-    dispute = Dispute(ref=ref, partnership_id=partnership_id, policy=policy, details=details, opened_at=now)
+    dispute = Dispute(
+        ref=ref, partnership_id=partnership_id, policy=policy, details=details, opened_at=now
+    )
     dispute.start(calendar, now)
     return dispute
 
@@ -782,7 +835,8 @@ def from_data(data: dict[str, Any], policy: Policy, version: int = 0) -> Dispute
     if data.get("resolution"):
         r = dict(data["resolution"])
         r["actions"] = [
-            AgreedAction(**{**a, "review_date": date.fromisoformat(a["review_date"])}) for a in r["actions"]
+            AgreedAction(**{**a, "review_date": date.fromisoformat(a["review_date"])})
+            for a in r["actions"]
         ]
         r["proposed_at"] = datetime.fromisoformat(r["proposed_at"])
         r["responded_at"] = _dt(r.get("responded_at"))

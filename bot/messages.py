@@ -95,7 +95,9 @@ class Message:
             "recipient": {"kind": self.recipient.kind, "id": self.recipient.id},
             "text": self.text,
             "facts": [list(f) for f in self.facts],
-            "buttons": [{"action": b.action.value, "ref": b.ref, "style": b.style} for b in self.buttons],
+            "buttons": [
+                {"action": b.action.value, "ref": b.ref, "style": b.style} for b in self.buttons
+            ],
             "ref": self.ref,
             "kind": self.kind,
             "key": self.key,
@@ -108,7 +110,10 @@ class Message:
             recipient=Recipient(data["recipient"]["kind"], data["recipient"]["id"]),
             text=data["text"],
             facts=[(f[0], f[1]) for f in data.get("facts", [])],
-            buttons=[Button(ActionId(b["action"]), b["ref"], b.get("style")) for b in data.get("buttons", [])],
+            buttons=[
+                Button(ActionId(b["action"]), b["ref"], b.get("style"))
+                for b in data.get("buttons", [])
+            ],
             ref=data.get("ref"),
             kind=data.get("kind", "direct"),
             key=data.get("key", ""),

@@ -14,7 +14,13 @@ from bot.messages import ActionId, Button, Message, Recipient
 from bot.policy import plan_timeline
 from bot.workdays import WorkingCalendar, format_when
 
-PARTY_BUTTONS = (ActionId.ACKNOWLEDGE, ActionId.ADD_NOTE, ActionId.PROPOSE_RESOLUTION, ActionId.ESCALATE, ActionId.VIEW_DETAILS)
+PARTY_BUTTONS = (
+    ActionId.ACKNOWLEDGE,
+    ActionId.ADD_NOTE,
+    ActionId.PROPOSE_RESOLUTION,
+    ActionId.ESCALATE,
+    ActionId.VIEW_DETAILS,
+)
 
 
 class Notices:
@@ -61,7 +67,10 @@ class Notices:
                 ("Agencies", self.agencies(dispute)),
                 ("Stage", f"{stage.number} of {dispute.policy.last_stage}: {stage.name}"),
                 ("Next deadline", self.next_deadline(dispute, now)),
-                ("State", dispute.status.label + (" - urgent" if "urgent" in dispute.flags else "")),
+                (
+                    "State",
+                    dispute.status.label + (" - urgent" if "urgent" in dispute.flags else ""),
+                ),
             ],
             ref=dispute.ref,
             kind="thread_root",
@@ -83,14 +92,25 @@ class Notices:
             ("Date of disagreement", d.disagreement_date.strftime("%a %-d %b %Y")),
         ]
 
-    def direct(self, people: list[Person], dispute: Dispute, text: str, *, facts: list[tuple[str, str]] | None = None, buttons: tuple[ActionId, ...] = ()) -> list[Message]:
+    def direct(
+        self,
+        people: list[Person],
+        dispute: Dispute,
+        text: str,
+        *,
+        facts: list[tuple[str, str]] | None = None,
+        buttons: tuple[ActionId, ...] = (),
+    ) -> list[Message]:
         """The same direct message to each person."""
         return [
             Message(
                 Recipient.person(p.id),
                 text,
                 facts=list(facts or []),
-                buttons=[Button(a, dispute.ref, "primary" if a == ActionId.ACKNOWLEDGE else None) for a in buttons],
+                buttons=[
+                    Button(a, dispute.ref, "primary" if a == ActionId.ACKNOWLEDGE else None)
+                    for a in buttons
+                ],
                 ref=dispute.ref,
                 kind="direct",
             )
@@ -99,12 +119,23 @@ class Notices:
 
     def deadlines_text(self, dispute: Dispute, now: datetime) -> list[tuple[str, str]]:
         """The policy's deadlines from now, as facts for the raiser."""
-        rows = plan_timeline(dispute.policy, dispute.opened_at, self.calendar)
+        done = {
+            (s.stage, s.step_id): s.completed_at
+            for s in dispute.steps
+            if s.completed_at is not None
+        }
+        rows = plan_timeline(dispute.policy, dispute.opened_at, self.calendar, done)
         out = []
         for row in rows:
             if row.condition is not None:
                 continue
-            due = self.when(row.due, now) if row.due else f"{self.when(row.local_target_due, now)} (local target)"
+            finished = done.get((row.stage, row.step))
+            if finished is not None:
+                due = f"done {self.when(finished, now)}"
+            elif row.due is not None:
+                due = self.when(row.due, now)
+            else:
+                due = f"{self.when(row.local_target_due, now)} (local target)"
             out.append((f"Stage {row.stage}: {row.title}", due))
         return out[:12]
 
@@ -140,26 +171,44 @@ class Notices:
         )
         raiser_person = self.directory.get(d.raised_by)
         if raiser_person is not None:
-            told = ", ".join(p.name for p in receivers) or "the other agency's safeguarding lead"
+            told = _and_list([p.name for p in receivers]) or "The other agency's safeguarding lead"
+            verb = "have" if len(receivers) > 1 else "has"
             out += self.direct(
                 [raiser_person],
                 dispute,
-                f"Logged as {dispute.ref}. {told} has been told and asked to acknowledge. "
-                "These are the policy's deadlines if each step takes its full time:",
+                f"Logged as {dispute.ref}. {told} {verb} been told and asked to acknowledge. "
+                "These are the policy's deadlines if each step takes its full time "
+                "(a stage that ends sooner brings the next one forward):",
                 facts=self.deadlines_text(dispute, now),
                 buttons=(ActionId.ADD_NOTE, ActionId.ESCALATE, ActionId.VIEW_DETAILS),
             )
-        out.append(self.in_thread(dispute, f"{dispute.ref} opened at stage 1 ({dispute.current_stage.name})."))
+        out.append(
+            self.in_thread(
+                dispute, f"{dispute.ref} opened at stage 1 ({dispute.current_stage.name})."
+            )
+        )
         return out
 
-    def _on_ImmediateRiskFlagged(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+    def _on_ImmediateRiskFlagged(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
         d = dispute.details
         route = dispute.policy.immediate_risk
         people: list[Person] = []
         for role in (route.route, *route.also):
-            people += [p for p in self.directory.role_holders(d.raising_agency, role, for_person=d.raised_by) if p not in people]
+            people += [
+                p
+                for p in self.directory.role_holders(d.raising_agency, role, for_person=d.raised_by)
+                if p not in people
+            ]
         if not self.calendar.in_working_hours(now):
-            people += [p for p in self.directory.role_holders(d.raising_agency, dispute.policy.out_of_hours.route) if p not in people]
+            people += [
+                p
+                for p in self.directory.role_holders(
+                    d.raising_agency, dispute.policy.out_of_hours.route
+                )
+                if p not in people
+            ]
         people = [p for p in people if p.id != d.raised_by]
         return self.direct(
             people,
@@ -175,8 +224,16 @@ class Notices:
         side = event.data["side"]
         other = "receiving" if side == "raising" else "raising"
         people = self._side_people(dispute, other)
-        return self.direct(people, dispute, f"{self.name(event.actor)} acknowledged {dispute.ref} at {self.when(event.at, now)}.") + [
-            self.in_thread(dispute, f"Acknowledged by the {self._agency(dispute, side)} at {self.when(event.at, now)}.")
+        return [
+            *self.direct(
+                people,
+                dispute,
+                f"{self.name(event.actor)} acknowledged {dispute.ref} at {self.when(event.at, now)}.",
+            ),
+            self.in_thread(
+                dispute,
+                f"Acknowledged by the {self._agency(dispute, side)} at {self.when(event.at, now)}.",
+            ),
         ]
 
     def _on_NoteAdded(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
@@ -185,32 +242,44 @@ class Notices:
             people,
             dispute,
             f"{self.name(event.actor)} added a note to {dispute.ref}:",
-            facts=[("Note", event.data["text"])] + ([("With", event.data["with_whom"])] if event.data.get("with_whom") else []),
+            facts=[("Note", event.data["text"])]
+            + ([("With", event.data["with_whom"])] if event.data.get("with_whom") else []),
             buttons=(ActionId.ADD_NOTE, ActionId.VIEW_DETAILS),
         )
 
     def _on_StageEscalated(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
         stage = dispute.current_stage
-        who = "automatically, because a deadline passed" if event.data.get("automatic") else f"by {self.name(event.actor)}"
+        who = (
+            "automatically, because a deadline passed"
+            if event.data.get("automatic")
+            else f"by {self.name(event.actor)}"
+        )
         step = dispute.next_due
         by = f" by {self.when(step.due_at, now)}" if step else ""
         out: list[Message] = []
         for side in ("raising", "receiving"):
             people = dispute.actors(self.directory, side)
-            role = role_label(stage.roles[side])  # type: ignore[index]
+            role = role_label(stage.roles[side])
             out += self.direct(
                 people,
                 dispute,
                 f"{dispute.ref} has been escalated to stage {stage.number} ({stage.name}) {who}. "
                 f"As the {self._agency(dispute, side)}'s {role}, please acknowledge it and work with "
                 f"your counterpart to resolve it{by}.",
-                facts=[("Reason for escalation", event.data["reason"]), *self.details_facts(dispute)],
+                facts=[
+                    ("Reason for escalation", event.data["reason"]),
+                    *self.details_facts(dispute),
+                ],
                 buttons=PARTY_BUTTONS,
             )
         advisers = []
         for role in stage.advisers:
             for side in ("raising", "receiving"):
-                advisers += [p for p in self.directory.role_holders(dispute.agency_of(side), role) if p not in advisers]
+                advisers += [
+                    p
+                    for p in self.directory.role_holders(dispute.agency_of(side), role)
+                    if p not in advisers
+                ]
         notified = {m.recipient.id for m in out}
         out += self.direct(
             [p for p in advisers if p.id not in notified],
@@ -220,33 +289,61 @@ class Notices:
         )
         raiser = self.directory.get(dispute.details.raised_by)
         if raiser is not None and raiser.id not in notified:
-            out += self.direct([raiser], dispute, f"{dispute.ref} has been escalated to stage {stage.number} ({stage.name}) {who}.")
+            out += self.direct(
+                [raiser],
+                dispute,
+                f"{dispute.ref} has been escalated to stage {stage.number} ({stage.name}) {who}.",
+            )
         out.append(self.in_thread(dispute, f"Escalated to stage {stage.number} ({stage.name})."))
         return out
 
-    def _on_ExceptionalRouteTaken(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+    def _on_ExceptionalRouteTaken(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
         people = dispute.parties(self.directory)
-        return self.direct(people, dispute, f"{dispute.ref} has been referred by the exceptional route.", facts=[("Reason", event.data["reason"])]) + [
-            self.in_thread(dispute, "Referred by the exceptional route.")
+        return [
+            *self.direct(
+                people,
+                dispute,
+                f"{dispute.ref} has been referred by the exceptional route.",
+                facts=[("Reason", event.data["reason"])],
+            ),
+            self.in_thread(dispute, "Referred by the exceptional route."),
         ]
 
-    def _on_ResolutionProposed(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+    def _on_ResolutionProposed(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
         other = "receiving" if event.data["side"] == "raising" else "raising"
         facts = [("Proposed outcome", event.data["outcome"])]
         for action in event.data["actions"]:
             owner = self.name(action["owner"])
-            facts.append((f"Action {action['id']}", f"{action['description']} - {owner}, review {action['review_date']}"))
+            facts.append(
+                (
+                    f"Action {action['id']}",
+                    f"{action['description']} - {owner}, review {action['review_date']}",
+                )
+            )
         step = dispute.next_due
         by = f" by {self.when(step.due_at, now)}" if step else ""
-        return self.direct(
-            self._side_people(dispute, other),
-            dispute,
-            f"{self.name(event.actor)} proposes a resolution to {dispute.ref}. Please confirm or reject it{by}.",
-            facts=facts,
-            buttons=(ActionId.CONFIRM_RESOLUTION, ActionId.REJECT_RESOLUTION, ActionId.VIEW_DETAILS),
-        ) + [self.in_thread(dispute, "A resolution has been proposed.")]
+        return [
+            *self.direct(
+                self._side_people(dispute, other),
+                dispute,
+                f"{self.name(event.actor)} proposes a resolution to {dispute.ref}. Please confirm or reject it{by}.",
+                facts=facts,
+                buttons=(
+                    ActionId.CONFIRM_RESOLUTION,
+                    ActionId.REJECT_RESOLUTION,
+                    ActionId.VIEW_DETAILS,
+                ),
+            ),
+            self.in_thread(dispute, "A resolution has been proposed."),
+        ]
 
-    def _on_ResolutionConfirmed(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+    def _on_ResolutionConfirmed(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
         assert dispute.resolution is not None
         people = list(dispute.parties(self.directory))
         for action in dispute.resolution.actions:
@@ -254,37 +351,63 @@ class Notices:
             if owner is not None and owner not in people:
                 people.append(owner)
         facts = [("Agreed outcome", dispute.resolution.outcome)]
-        facts += [(f"Action {a.id}", f"{a.description} - {self.name(a.owner)}, review {a.review_date:%a %-d %b %Y}") for a in dispute.resolution.actions]
-        return self.direct(
-            people,
-            dispute,
-            f"{dispute.ref} is resolved: {self.name(event.actor)} confirmed the agreed outcome. "
-            "This is the written record of the outcome; place it on the child's or adult's file.",
-            facts=facts,
-            buttons=(ActionId.RECORD_LEARNING, ActionId.VIEW_DETAILS),
-        ) + [self.in_thread(dispute, f"Resolved at stage {dispute.stage}.")]
+        facts += [
+            (
+                f"Action {a.id}",
+                f"{a.description} - {self.name(a.owner)}, review {a.review_date:%a %-d %b %Y}",
+            )
+            for a in dispute.resolution.actions
+        ]
+        return [
+            *self.direct(
+                people,
+                dispute,
+                f"{dispute.ref} is resolved: {self.name(event.actor)} confirmed the agreed outcome. "
+                "This is the written record of the outcome; place it on the child's or adult's file.",
+                facts=facts,
+                buttons=(ActionId.RECORD_LEARNING, ActionId.VIEW_DETAILS),
+            ),
+            self.in_thread(dispute, f"Resolved at stage {dispute.stage}."),
+        ]
 
-    def _on_ResolutionRejected(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+    def _on_ResolutionRejected(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
         assert dispute.resolution is not None
         proposer_side = dispute.resolution.side
-        return self.direct(
-            self._side_people(dispute, proposer_side),
-            dispute,
-            f"{self.name(event.actor)} rejected the proposed resolution to {dispute.ref}.",
-            facts=[("Reason", event.data["reason"])],
-            buttons=(ActionId.ADD_NOTE, ActionId.PROPOSE_RESOLUTION, ActionId.ESCALATE),
-        ) + [self.in_thread(dispute, "The proposed resolution was rejected; the dispute continues.")]
+        return [
+            *self.direct(
+                self._side_people(dispute, proposer_side),
+                dispute,
+                f"{self.name(event.actor)} rejected the proposed resolution to {dispute.ref}.",
+                facts=[("Reason", event.data["reason"])],
+                buttons=(ActionId.ADD_NOTE, ActionId.PROPOSE_RESOLUTION, ActionId.ESCALATE),
+            ),
+            self.in_thread(dispute, "The proposed resolution was rejected; the dispute continues."),
+        ]
 
     def _on_DisputeWithdrawn(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
         people = [p for p in dispute.parties(self.directory) if p.id != event.actor]
-        return self.direct(people, dispute, f"{self.name(event.actor)} withdrew {dispute.ref}.", facts=[("Reason", event.data["reason"])]) + [
-            self.in_thread(dispute, "Withdrawn by the raising agency.")
+        return [
+            *self.direct(
+                people,
+                dispute,
+                f"{self.name(event.actor)} withdrew {dispute.ref}.",
+                facts=[("Reason", event.data["reason"])],
+            ),
+            self.in_thread(dispute, "Withdrawn by the raising agency."),
         ]
 
     def _on_DisputeClosed(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
         people = [p for p in dispute.parties(self.directory) if p.id != event.actor]
-        return self.direct(people, dispute, f"{dispute.ref} was closed by {self.name(event.actor)}.", facts=[("Reason", event.data["reason"])]) + [
-            self.in_thread(dispute, "Closed.")
+        return [
+            *self.direct(
+                people,
+                dispute,
+                f"{dispute.ref} was closed by {self.name(event.actor)}.",
+                facts=[("Reason", event.data["reason"])],
+            ),
+            self.in_thread(dispute, "Closed."),
         ]
 
     def _side_people(self, dispute: Dispute, side: str) -> list[Person]:
@@ -309,3 +432,10 @@ ROOT_EVENTS = {
     "Acknowledged",
     "ExceptionalRouteTaken",
 }
+
+
+def _and_list(names: list[str]) -> str:
+    """'A', 'A and B', 'A, B and C'."""
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} and {names[-1]}"

@@ -84,9 +84,15 @@ class Dispatcher:
                 row.last_error = "no platform can reach this recipient"
                 return
             thread_id = None
-            if message.ref and message.kind in ("thread", "thread_root") and message.recipient.kind == "channel":
+            if (
+                message.ref
+                and message.kind in ("thread", "thread_root")
+                and message.recipient.kind == "channel"
+            ):
                 thread = session.execute(
-                    select(ThreadRow).where(ThreadRow.dispute_ref == message.ref, ThreadRow.platform == platform.name)
+                    select(ThreadRow).where(
+                        ThreadRow.dispute_ref == message.ref, ThreadRow.platform == platform.name
+                    )
                 ).scalar_one_or_none()
                 thread_id = thread.root_id if thread else None
             try:
@@ -108,6 +114,17 @@ class Dispatcher:
             row.sent_at = now
             row.attempts += 1
             report.sent += 1
-            if message.kind == "thread_root" and delivered.thread_id and thread_id is None and message.ref:
-                session.add(ThreadRow(dispute_ref=message.ref, platform=platform.name, channel=message.recipient.id, root_id=delivered.thread_id))
-
+            if (
+                message.kind == "thread_root"
+                and delivered.thread_id
+                and thread_id is None
+                and message.ref
+            ):
+                session.add(
+                    ThreadRow(
+                        dispute_ref=message.ref,
+                        platform=platform.name,
+                        channel=message.recipient.id,
+                        root_id=delivered.thread_id,
+                    )
+                )

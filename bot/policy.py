@@ -77,7 +77,9 @@ class DeadlineRule(_Frozen):
     def _check_amount(self) -> DeadlineRule:
         counted = self.kind in ("working_days", "hours")
         if counted and (self.amount is None or self.amount < 1):
-            raise ValueError(f"a '{self.kind.replace('_', ' ')}' rule needs a whole number of 1 or more")
+            raise ValueError(
+                f"a '{self.kind.replace('_', ' ')}' rule needs a whole number of 1 or more"
+            )
         if not counted and self.amount is not None:
             raise ValueError(f"a '{self.kind.replace('_', ' ')}' rule takes no number")
         return self
@@ -298,7 +300,9 @@ class Policy(_Frozen):
         for stage in self.stages:
             found.update(stage.roles.values())
             found.update(stage.advisers)
-            found.update(s.who for s in stage.steps if s.who not in ("both", "raising", "receiving"))
+            found.update(
+                s.who for s in stage.steps if s.who not in ("both", "raising", "receiving")
+            )
         return found
 
     def calendar(self, closures: Iterable[Any] = ()) -> WorkingCalendar:
@@ -345,8 +349,18 @@ class PlannedStep:
     local_target_due: datetime | None
 
 
-def plan_timeline(policy: Policy, start: datetime, calendar: WorkingCalendar) -> list[PlannedStep]:
-    """The deadline of every step if each step takes its full time, from `start`."""
+def plan_timeline(
+    policy: Policy,
+    start: datetime,
+    calendar: WorkingCalendar,
+    done: dict[tuple[int, str], datetime] | None = None,
+) -> list[PlannedStep]:
+    """The deadline of every step if each step takes its full time, from `start`.
+
+    `done` maps (stage, step id) to when a step was actually completed; later steps then count
+    from that moment, as the running dispute does.
+    """
+    done = done or {}
     rows: list[PlannedStep] = []
     stage_start = start
     for stage in policy.stages:
@@ -375,7 +389,7 @@ def plan_timeline(policy: Policy, start: datetime, calendar: WorkingCalendar) ->
                     local_target_due=target_due,
                 )
             )
-            reached = due if due is not None else target_due
+            reached = done.get((stage.number, step.id)) or (due if due is not None else target_due)
             assert reached is not None
             if step.condition is None:
                 prev = reached
@@ -388,7 +402,9 @@ def plan_timeline(policy: Policy, start: datetime, calendar: WorkingCalendar) ->
 def parse_policy(located: Located) -> Policy:
     """Validate parsed YAML as a policy, with located errors."""
     if not isinstance(located.data, dict):
-        raise ConfigError([Problem(located.file, 1, "", "a policy file must be a mapping of fields")])
+        raise ConfigError(
+            [Problem(located.file, 1, "", "a policy file must be a mapping of fields")]
+        )
     try:
         return Policy.model_validate(located.data)
     except ValidationError as exc:
@@ -404,7 +420,14 @@ def load_preset(name: str) -> Policy:
     """Load one of the presets shipped with the bot, by name."""
     if name not in PRESETS:
         raise ConfigError(
-            [Problem("policy", None, "", f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")]
+            [
+                Problem(
+                    "policy",
+                    None,
+                    "",
+                    f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}",
+                )
+            ]
         )
     text = resources.files("bot.policies").joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     return parse_policy(load_yaml_text(text, f"bot/policies/{name}.yaml"))

@@ -75,14 +75,22 @@ class Service:
         if person.manager and self.directory.get(person.manager) is None:
             raise DisputeError(f"nobody in the directory has the id '{person.manager}'")
         with self.store.unit() as session:
-            self.store.remember_person(session, person.model_dump(mode="json", exclude_none=True), now=self.clock.now())
+            self.store.remember_person(
+                session, person.model_dump(mode="json", exclude_none=True), now=self.clock.now()
+            )
         self._partnership = None
         return person
 
-    def identify(self, *, slack_id: str | None = None, teams_id: str | None = None, email: str | None = None) -> Person | None:
+    def identify(
+        self, *, slack_id: str | None = None, teams_id: str | None = None, email: str | None = None
+    ) -> Person | None:
         """The directory person behind a platform identity, if known."""
         d = self.directory
-        found = (slack_id and d.by_slack(slack_id)) or (teams_id and d.by_teams(teams_id)) or (email and d.by_email(email))
+        found = (
+            (slack_id and d.by_slack(slack_id))
+            or (teams_id and d.by_teams(teams_id))
+            or (email and d.by_email(email))
+        )
         return found or None
 
     # ---- opening --------------------------------------------------------------------------
@@ -105,12 +113,16 @@ class Service:
                     now=now,
                 )
                 messages = self.notices().for_events(dispute, dispute.new_events, now)
-                self.store.save(session, dispute, messages, participants=self._participants(dispute), now=now)
+                self.store.save(
+                    session, dispute, messages, participants=self._participants(dispute), now=now
+                )
         except DisputeError as exc:
             return Outcome(False, _sentence(str(exc)))
         step = dispute.next_due
         when = self.notices().when(step.due_at, now) if step else "no fixed deadline"
-        return Outcome(True, f"Logged as {dispute.ref}. Next deadline: {when}.", dispute, True, messages)
+        return Outcome(
+            True, f"Logged as {dispute.ref}. Next deadline: {when}.", dispute, True, messages
+        )
 
     # ---- acting on a dispute ------------------------------------------------------------
 
@@ -118,7 +130,10 @@ class Service:
         """Carry out `action` on dispute `ref` for a person, or say plainly why not."""
         person = self.directory.get(person_id)
         if person is None:
-            return Outcome(False, "You are not in the partnership directory, so you cannot act on disputes yet.")
+            return Outcome(
+                False,
+                "You are not in the partnership directory, so you cannot act on disputes yet.",
+            )
         handler = _HANDLERS.get(action)
         if handler is None:
             return Outcome(False, f"Unknown action '{action}'.")
@@ -133,8 +148,18 @@ class Service:
                         # The refusal itself is part of the record.
                         self.store.save(session, dispute, now=now)
                         return Outcome(False, f"Sorry, you can't do that: {exc}.", dispute)
-                    messages = self.notices().for_events(dispute, dispute.new_events, now) if changed else []
-                    self.store.save(session, dispute, messages, participants=self._participants(dispute), now=now)
+                    messages = (
+                        self.notices().for_events(dispute, dispute.new_events, now)
+                        if changed
+                        else []
+                    )
+                    self.store.save(
+                        session,
+                        dispute,
+                        messages,
+                        participants=self._participants(dispute),
+                        now=now,
+                    )
                     return Outcome(True, text, dispute, changed, messages)
             except NotFound:
                 return Outcome(False, f"There is no dispute with reference {ref.strip().upper()}.")
@@ -142,7 +167,10 @@ class Service:
                 return Outcome(False, _sentence(str(exc)))
             except Conflict:
                 if attempt == RETRIES - 1:
-                    return Outcome(False, "Someone else changed this dispute at the same moment; please try again.")
+                    return Outcome(
+                        False,
+                        "Someone else changed this dispute at the same moment; please try again.",
+                    )
         raise AssertionError("unreachable")
 
     def view(self, ref: str, person_id: str) -> Outcome:
@@ -167,10 +195,14 @@ class Service:
 
     def timeline(self, start: datetime | None = None) -> list[PlannedStep]:
         """The partnership's policy with real dates from `start` (now by default)."""
-        return plan_timeline(self.partnership.policy, start or self.clock.now(), self.partnership.calendar)
+        return plan_timeline(
+            self.partnership.policy, start or self.clock.now(), self.partnership.calendar
+        )
 
     def _participants(self, dispute: Dispute) -> dict[str, str]:
-        out = {p.id: "involved" for p in dispute.involved(self.directory) if not p.has_role("admin")}
+        out = {
+            p.id: "involved" for p in dispute.involved(self.directory) if not p.has_role("admin")
+        }
         for p in dispute.parties(self.directory):
             out[p.id] = "party"
         out[dispute.details.raised_by] = "raiser"
@@ -186,34 +218,84 @@ def _acknowledge(s: Service, d: Dispute, p: Person, now: datetime) -> tuple[bool
     side = d.side_of(p)
     assert side is not None
     who, when = d.acknowledged_by(side) or (p.id, now)
-    return False, f"{d.ref} was already acknowledged for your agency by {s.notices().name(who)} at {s.notices().when(when, now)}."
+    return (
+        False,
+        f"{d.ref} was already acknowledged for your agency by {s.notices().name(who)} at {s.notices().when(when, now)}.",
+    )
 
 
-def _add_note(s: Service, d: Dispute, p: Person, now: datetime, *, text: str, with_whom: str | None = None, held_at: datetime | None = None) -> tuple[bool, str]:
-    d.add_note(p, s.directory, s.partnership.calendar, now, text=text, with_whom=with_whom, held_at=held_at)
+def _add_note(
+    s: Service,
+    d: Dispute,
+    p: Person,
+    now: datetime,
+    *,
+    text: str,
+    with_whom: str | None = None,
+    held_at: datetime | None = None,
+) -> tuple[bool, str]:
+    d.add_note(
+        p, s.directory, s.partnership.calendar, now, text=text, with_whom=with_whom, held_at=held_at
+    )
     return True, f"Your note is on the record of {d.ref}."
 
 
-def _escalate(s: Service, d: Dispute, p: Person, now: datetime, *, reason: str, exceptional: bool = False, urgent: bool | None = None) -> tuple[bool, str]:
-    d.escalate(p, s.directory, s.partnership.calendar, now, reason=reason, exceptional=exceptional, urgent=urgent)
+def _escalate(
+    s: Service,
+    d: Dispute,
+    p: Person,
+    now: datetime,
+    *,
+    reason: str,
+    exceptional: bool = False,
+    urgent: bool | None = None,
+) -> tuple[bool, str]:
+    d.escalate(
+        p,
+        s.directory,
+        s.partnership.calendar,
+        now,
+        reason=reason,
+        exceptional=exceptional,
+        urgent=urgent,
+    )
     stage = d.current_stage
     names = ", ".join(x.name for x in d.parties(s.directory))
     return True, f"{d.ref} is now at stage {stage.number} ({stage.name}). Told: {names}."
 
 
-def _propose(s: Service, d: Dispute, p: Person, now: datetime, *, outcome: str, actions: list[tuple[str, str, date]] | None = None) -> tuple[bool, str]:
-    d.propose_resolution(p, s.directory, s.partnership.calendar, now, outcome=outcome, actions=actions or [])
-    return True, f"Your proposed resolution to {d.ref} has been sent to the other agency to confirm."
+def _propose(
+    s: Service,
+    d: Dispute,
+    p: Person,
+    now: datetime,
+    *,
+    outcome: str,
+    actions: list[tuple[str, str, date]] | None = None,
+) -> tuple[bool, str]:
+    d.propose_resolution(
+        p, s.directory, s.partnership.calendar, now, outcome=outcome, actions=actions or []
+    )
+    return (
+        True,
+        f"Your proposed resolution to {d.ref} has been sent to the other agency to confirm.",
+    )
 
 
-def _respond(s: Service, d: Dispute, p: Person, now: datetime, *, confirm: bool, reason: str | None = None) -> tuple[bool, str]:
-    d.respond_to_resolution(p, s.directory, s.partnership.calendar, now, confirm=confirm, reason=reason)
+def _respond(
+    s: Service, d: Dispute, p: Person, now: datetime, *, confirm: bool, reason: str | None = None
+) -> tuple[bool, str]:
+    d.respond_to_resolution(
+        p, s.directory, s.partnership.calendar, now, confirm=confirm, reason=reason
+    )
     if confirm:
         return True, f"{d.ref} is resolved. Both agencies have the agreed outcome in writing."
     return True, f"You rejected the proposed resolution; {d.ref} continues at stage {d.stage}."
 
 
-def _delay(s: Service, d: Dispute, p: Person, now: datetime, *, reason: str, safety_confirmed: bool) -> tuple[bool, str]:
+def _delay(
+    s: Service, d: Dispute, p: Person, now: datetime, *, reason: str, safety_confirmed: bool
+) -> tuple[bool, str]:
     d.record_delay_reason(p, s.directory, now, reason=reason, safety_confirmed=safety_confirmed)
     return True, f"The reason for delay is on the record of {d.ref}."
 
@@ -248,4 +330,8 @@ _HANDLERS: dict[Action, Callable[..., tuple[bool, str]]] = {
 
 def _sentence(text: str) -> str:
     text = text.strip()
-    return (text[:1].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")) if text else text
+    return (
+        (text[:1].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else "."))
+        if text
+        else text
+    )

@@ -39,7 +39,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 @dataclass
@@ -82,10 +84,16 @@ def load_yaml_file(path: Path | str) -> Located:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ConfigError([Problem(name, None, "", f"cannot read the file ({exc.strerror})")]) from exc
+        raise ConfigError(
+            [Problem(name, None, "", f"cannot read the file ({exc.strerror})")]
+        ) from exc
     if size > MAX_FILE_BYTES:
         raise ConfigError(
-            [Problem(name, None, "", f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")]
+            [
+                Problem(
+                    name, None, "", f"the file is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}"
+                )
+            ]
         )
     try:
         text = path.read_text(encoding="utf-8")
@@ -136,7 +144,9 @@ class _Builder:
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
-                    raise ConfigError([self.located.problem(loc, "YAML merge keys (<<) are not supported")])
+                    raise ConfigError(
+                        [self.located.problem(loc, "YAML merge keys (<<) are not supported")]
+                    )
                 key = self.constructor.construct_object(key_node, deep=True)
                 if not isinstance(key, str | int):
                     raise ConfigError([self.located.problem(loc, "keys must be plain text")])

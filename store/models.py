@@ -6,7 +6,7 @@ May import SQLAlchemy; never a platform library.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -56,8 +56,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
+    """The declarative base: named constraints (so migrations can drop them) and UTC datetimes."""
+
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON}
 
 
 class DisputeRow(Base):
@@ -105,7 +107,9 @@ class DeadlineRow(Base):
     __tablename__ = "deadlines"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    dispute_id: Mapped[int] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"), index=True)
+    dispute_id: Mapped[int] = mapped_column(
+        ForeignKey("disputes.id", ondelete="CASCADE"), index=True
+    )
     stage: Mapped[int] = mapped_column(Integer)
     step_id: Mapped[str] = mapped_column(String(64))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
@@ -118,7 +122,9 @@ class EventRow(Base):
     __table_args__ = (UniqueConstraint("dispute_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    dispute_id: Mapped[int] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"), index=True)
+    dispute_id: Mapped[int] = mapped_column(
+        ForeignKey("disputes.id", ondelete="CASCADE"), index=True
+    )
     seq: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime]
@@ -133,7 +139,9 @@ class AgreedActionRow(Base):
     __table_args__ = (UniqueConstraint("dispute_id", "number"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    dispute_id: Mapped[int] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"), index=True)
+    dispute_id: Mapped[int] = mapped_column(
+        ForeignKey("disputes.id", ondelete="CASCADE"), index=True
+    )
     number: Mapped[int] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text)
     owner: Mapped[str] = mapped_column(String(64), index=True)
@@ -148,7 +156,9 @@ class OutboxRow(Base):
     __table_args__ = (Index("ix_outbox_pending", "status", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    dispute_id: Mapped[int | None] = mapped_column(ForeignKey("disputes.id", ondelete="SET NULL"), index=True)
+    dispute_id: Mapped[int | None] = mapped_column(
+        ForeignKey("disputes.id", ondelete="SET NULL"), index=True
+    )
     key: Mapped[str] = mapped_column(String(200), unique=True)
     recipient_kind: Mapped[str] = mapped_column(String(16))
     recipient_id: Mapped[str] = mapped_column(String(64))
@@ -228,6 +238,8 @@ class ParticipantRow(Base):
     __table_args__ = (UniqueConstraint("dispute_id", "person_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    dispute_id: Mapped[int] = mapped_column(ForeignKey("disputes.id", ondelete="CASCADE"), index=True)
+    dispute_id: Mapped[int] = mapped_column(
+        ForeignKey("disputes.id", ondelete="CASCADE"), index=True
+    )
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     relation: Mapped[str] = mapped_column(String(16))

@@ -44,10 +44,25 @@ class Conflict(RuntimeError):
     """Someone else changed the dispute at the same moment; the command should be retried."""
 
 
-def event_hash(prev_hash: str, ref: str, seq: int, event_type: str, at: datetime, actor: str | None, data: dict[str, Any]) -> str:
+def event_hash(
+    prev_hash: str,
+    ref: str,
+    seq: int,
+    event_type: str,
+    at: datetime,
+    actor: str | None,
+    data: dict[str, Any],
+) -> str:
     """The hash of an event's canonical content, chained to the previous event's hash."""
     canonical = json.dumps(
-        {"ref": ref, "seq": seq, "type": event_type, "at": at.astimezone(UTC).isoformat(), "actor": actor, "data": data},
+        {
+            "ref": ref,
+            "seq": seq,
+            "type": event_type,
+            "at": at.astimezone(UTC).isoformat(),
+            "actor": actor,
+            "data": data,
+        },
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -99,7 +114,10 @@ class Store:
         """The next dispute reference, e.g. WST-2026-0007, unique even across replicas."""
         name = f"{prefix}-{year}"
         bumped = session.execute(
-            update(CounterRow).where(CounterRow.name == name).values(value=CounterRow.value + 1).returning(CounterRow.value)
+            update(CounterRow)
+            .where(CounterRow.name == name)
+            .values(value=CounterRow.value + 1)
+            .returning(CounterRow.value)
         ).scalar_one_or_none()
         if bumped is None:
             session.add(CounterRow(name=name, value=1))
@@ -136,16 +154,34 @@ class Store:
 
     def exists(self, session: Session, ref: str) -> bool:
         """Whether a dispute with this reference exists."""
-        return session.execute(select(DisputeRow.id).where(DisputeRow.ref == ref)).first() is not None
+        return (
+            session.execute(select(DisputeRow.id).where(DisputeRow.ref == ref)).first() is not None
+        )
 
-    def save(self, session: Session, dispute: Dispute, messages: Iterable[Message] = (), *, participants: dict[str, str] | None = None, now: datetime) -> list[StoredEvent]:
+    def save(
+        self,
+        session: Session,
+        dispute: Dispute,
+        messages: Iterable[Message] = (),
+        *,
+        participants: dict[str, str] | None = None,
+        now: datetime,
+    ) -> list[StoredEvent]:
         """Save the dispute's state, its new events (chained) and its messages, atomically."""
         policy = dispute.policy
         if session.get(PolicySnapshotRow, policy.fingerprint) is None:
             session.add(
-                PolicySnapshotRow(fingerprint=policy.fingerprint, policy_id=policy.id, version=policy.version, data=policy.snapshot(), created_at=now)
+                PolicySnapshotRow(
+                    fingerprint=policy.fingerprint,
+                    policy_id=policy.id,
+                    version=policy.version,
+                    data=policy.snapshot(),
+                    created_at=now,
+                )
             )
-        row = session.execute(select(DisputeRow).where(DisputeRow.ref == dispute.ref)).scalar_one_or_none()
+        row = session.execute(
+            select(DisputeRow).where(DisputeRow.ref == dispute.ref)
+        ).scalar_one_or_none()
         state = to_data(dispute)
         next_due = dispute.next_due
         values = {
@@ -183,13 +219,23 @@ class Store:
         self._replace_actions(session, row.id, dispute)
         if participants is not None:
             session.execute(delete(ParticipantRow).where(ParticipantRow.dispute_id == row.id))
-            session.add_all(ParticipantRow(dispute_id=row.id, person_id=p, relation=r) for p, r in participants.items())
-        self.enqueue(session, messages, now=now, dispute_id=row.id, seq=stored[-1].seq if stored else 0)
+            session.add_all(
+                ParticipantRow(dispute_id=row.id, person_id=p, relation=r)
+                for p, r in participants.items()
+            )
+        self.enqueue(
+            session, messages, now=now, dispute_id=row.id, seq=stored[-1].seq if stored else 0
+        )
         return stored
 
-    def _append_events(self, session: Session, row: DisputeRow, events: list[Event]) -> list[StoredEvent]:
+    def _append_events(
+        self, session: Session, row: DisputeRow, events: list[Event]
+    ) -> list[StoredEvent]:
         last = session.execute(
-            select(EventRow.seq, EventRow.hash).where(EventRow.dispute_id == row.id).order_by(EventRow.seq.desc()).limit(1)
+            select(EventRow.seq, EventRow.hash)
+            .where(EventRow.dispute_id == row.id)
+            .order_by(EventRow.seq.desc())
+            .limit(1)
         ).first()
         seq, prev = (last[0], last[1]) if last else (0, GENESIS)
         stored = []
@@ -197,7 +243,18 @@ class Store:
             seq += 1
             data = json.loads(json.dumps(event.data, default=str))
             digest = event_hash(prev, row.ref, seq, event.type, event.at, event.actor, data)
-            session.add(EventRow(dispute_id=row.id, seq=seq, type=event.type, at=event.at, actor=event.actor, data=data, prev_hash=prev, hash=digest))
+            session.add(
+                EventRow(
+                    dispute_id=row.id,
+                    seq=seq,
+                    type=event.type,
+                    at=event.at,
+                    actor=event.actor,
+                    data=data,
+                    prev_hash=prev,
+                    hash=digest,
+                )
+            )
             stored.append(StoredEvent(seq, event.type, event.at, event.actor, data, prev, digest))
             prev = digest
         return stored
@@ -207,7 +264,14 @@ class Store:
         if not dispute.is_open:
             return
         session.add_all(
-            DeadlineRow(dispute_id=dispute_id, stage=s.stage, step_id=s.step_id, due_at=s.due_at, status=s.status, local_target=s.local_target)
+            DeadlineRow(
+                dispute_id=dispute_id,
+                stage=s.stage,
+                step_id=s.step_id,
+                due_at=s.due_at,
+                status=s.status,
+                local_target=s.local_target,
+            )
             for s in dispute.open_steps()
         )
 
@@ -216,26 +280,42 @@ class Store:
         if dispute.resolution is None or dispute.resolution.status != "confirmed":
             return
         session.add_all(
-            AgreedActionRow(dispute_id=dispute_id, number=a.id, description=a.description, owner=a.owner, review_date=a.review_date.isoformat(), status=a.status)
+            AgreedActionRow(
+                dispute_id=dispute_id,
+                number=a.id,
+                description=a.description,
+                owner=a.owner,
+                review_date=a.review_date.isoformat(),
+                status=a.status,
+            )
             for a in dispute.resolution.actions
         )
 
     def events(self, session: Session, ref: str) -> list[StoredEvent]:
         """A dispute's events in order."""
         row = self._row(session, ref, lock=False)
-        rows = session.execute(select(EventRow).where(EventRow.dispute_id == row.id).order_by(EventRow.seq)).scalars()
-        return [StoredEvent(r.seq, r.type, r.at, r.actor, r.data, r.prev_hash, r.hash) for r in rows]
+        rows = session.execute(
+            select(EventRow).where(EventRow.dispute_id == row.id).order_by(EventRow.seq)
+        ).scalars()
+        return [
+            StoredEvent(r.seq, r.type, r.at, r.actor, r.data, r.prev_hash, r.hash) for r in rows
+        ]
 
     def open_for_person(self, session: Session, person_id: str) -> list[Dispute]:
         """The open disputes a person is involved in, soonest deadline first."""
         query = (
             select(DisputeRow)
             .join(ParticipantRow, ParticipantRow.dispute_id == DisputeRow.id)
-            .where(ParticipantRow.person_id == person_id, DisputeRow.status.in_([s.value for s in OPEN_STATUSES]))
+            .where(
+                ParticipantRow.person_id == person_id,
+                DisputeRow.status.in_([s.value for s in OPEN_STATUSES]),
+            )
             .order_by(DisputeRow.next_due_at)
         )
         rows = session.execute(query).scalars().unique()
-        return [from_data(r.state, self.policy(session, r.policy_fingerprint), r.version) for r in rows]
+        return [
+            from_data(r.state, self.policy(session, r.policy_fingerprint), r.version) for r in rows
+        ]
 
     def count_disputes(self, session: Session) -> int:
         """How many disputes there are."""
@@ -243,7 +323,15 @@ class Store:
 
     # ---- outbox ---------------------------------------------------------------------
 
-    def enqueue(self, session: Session, messages: Iterable[Message], *, now: datetime, dispute_id: int | None = None, seq: int = 0) -> None:
+    def enqueue(
+        self,
+        session: Session,
+        messages: Iterable[Message],
+        *,
+        now: datetime,
+        dispute_id: int | None = None,
+        seq: int = 0,
+    ) -> None:
         """Save outgoing messages in the caller's transaction, each with an idempotency key."""
         for i, message in enumerate(messages):
             if not message.key:
@@ -263,7 +351,9 @@ class Store:
                 )
             )
 
-    def pending_messages(self, session: Session, *, now: datetime, limit: int = 100) -> list[OutboxRow]:
+    def pending_messages(
+        self, session: Session, *, now: datetime, limit: int = 100
+    ) -> list[OutboxRow]:
         """Messages due to be sent, oldest first, claimed with SKIP LOCKED on PostgreSQL."""
         query = (
             select(OutboxRow)
@@ -279,12 +369,28 @@ class Store:
 
     def flow_state(self, session: Session, user_key: str, flow: str) -> dict[str, Any] | None:
         """A saved half-finished flow."""
-        row = session.execute(select(FlowProgressRow).where(FlowProgressRow.user_key == user_key, FlowProgressRow.flow == flow)).scalar_one_or_none()
+        row = session.execute(
+            select(FlowProgressRow).where(
+                FlowProgressRow.user_key == user_key, FlowProgressRow.flow == flow
+            )
+        ).scalar_one_or_none()
         return row.state if row else None
 
-    def save_flow_state(self, session: Session, user_key: str, flow: str, state: dict[str, Any] | None, *, now: datetime) -> None:
+    def save_flow_state(
+        self,
+        session: Session,
+        user_key: str,
+        flow: str,
+        state: dict[str, Any] | None,
+        *,
+        now: datetime,
+    ) -> None:
         """Save (or with None, forget) a half-finished flow."""
-        row = session.execute(select(FlowProgressRow).where(FlowProgressRow.user_key == user_key, FlowProgressRow.flow == flow)).scalar_one_or_none()
+        row = session.execute(
+            select(FlowProgressRow).where(
+                FlowProgressRow.user_key == user_key, FlowProgressRow.flow == flow
+            )
+        ).scalar_one_or_none()
         if state is None:
             if row is not None:
                 session.delete(row)
@@ -307,4 +413,3 @@ class Store:
         else:
             row.data = {**row.data, **data}
             row.updated_at = now
-

@@ -22,7 +22,9 @@ class Delivered:
 class SendFailed(Exception):
     """The platform refused or could not be reached; `retry_after` in seconds if it said."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, permanent: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, retry_after: float | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after

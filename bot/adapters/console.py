@@ -43,18 +43,24 @@ class ConsolePlatform:
         """Print the message with who it is for."""
         self.show(message)
         message_id = f"console-{next(self._ids)}"
-        return Delivered(message_id, thread_id or (message_id if message.kind == "thread_root" else None))
+        return Delivered(
+            message_id, thread_id or (message_id if message.kind == "thread_root" else None)
+        )
 
     def show(self, message: Message) -> None:
         """Render a message as text."""
         r = message.recipient
         if r.kind == "channel":
-            where = f"#{r.id} channel" + (f", thread {message.ref}" if message.kind == "thread" else "")
+            where = f"#{r.id} channel" + (
+                f", thread {message.ref}" if message.kind == "thread" else ""
+            )
         elif self.current is not None and r.id == self.current.id:
             where = "you"
         else:
             person = self.directory().get(r.id)
-            where = f"{person.name} ({self.directory().agency_name(person.agency)})" if person else r.id
+            where = (
+                f"{person.name} ({self.directory().agency_name(person.agency)})" if person else r.id
+            )
         self.write(f"\n── to {where} " + "─" * max(0, WIDTH - 7 - len(where)))
         self.write(_wrap(message.text))
         for label, value in message.facts:
@@ -64,7 +70,9 @@ class ConsolePlatform:
             if mine:
                 start = len(self.buttons) + 1
                 self.buttons.extend(message.buttons)
-                choices = "  ".join(f"[{i}] {b.label}" for i, b in enumerate(message.buttons, start=start))
+                choices = "  ".join(
+                    f"[{i}] {b.label}" for i, b in enumerate(message.buttons, start=start)
+                )
             else:
                 choices = "  ".join(f"[{b.label}]" for b in message.buttons)
             self.write(_wrap(choices, indent="  "))
@@ -78,14 +86,25 @@ class ConsolePlatform:
 def _wrap(text: str, indent: str = "") -> str:
     lines = []
     for paragraph in text.splitlines() or [""]:
-        lines.append(textwrap.fill(paragraph, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ") or indent)
+        lines.append(
+            textwrap.fill(paragraph, WIDTH, initial_indent=indent, subsequent_indent=indent + "  ")
+            or indent
+        )
     return "\n".join(lines)
 
 
 class ConsoleChat:
     """The read-answer loop of `escalation-bot chat`."""
 
-    def __init__(self, conversations: Conversations, dispatcher: Dispatcher, platform: ConsolePlatform, person: Person | None, *, stdin: TextIO) -> None:
+    def __init__(
+        self,
+        conversations: Conversations,
+        dispatcher: Dispatcher,
+        platform: ConsolePlatform,
+        person: Person | None,
+        *,
+        stdin: TextIO,
+    ) -> None:
         self.conversations = conversations
         self.dispatcher = dispatcher
         self.platform = platform
@@ -132,9 +151,13 @@ class ConsoleChat:
         """Say who the person is and how to start."""
         d = self.conversations.service.directory
         if self.person is None:
-            self.say("Hello. You are not in the partnership directory; type escalate to log a disagreement.")
+            self.say(
+                "Hello. You are not in the partnership directory; type escalate to log a disagreement."
+            )
         else:
-            self.say(f"Hello {self.person.name} ({d.agency_name(self.person.agency)}). Type help for commands, quit to leave.")
+            self.say(
+                f"Hello {self.person.name} ({d.agency_name(self.person.agency)}). Type help for commands, quit to leave."
+            )
 
     async def flush(self) -> None:
         """Deliver whatever the bot has queued."""
@@ -152,12 +175,16 @@ class ConsoleChat:
             return
         if verb == "help":
             self.show_reply(self.conversations.command("help", self.person) or Reply(""))
-            self.say("  as PERSON_ID             continue as someone else from the directory\n  NUMBER                   press a numbered button")
+            self.say(
+                "  as PERSON_ID             continue as someone else from the directory\n  NUMBER                   press a numbered button"
+            )
             return
         if verb != "escalate" and verb not in ("list", "status", "timeline"):
             self.say(f"I don't know '{words[0][:30]}'. Type help for commands.")
             return
-        reply = self.conversations.command(text if verb == "escalate" else f"escalate {text}", self.person)
+        reply = self.conversations.command(
+            text if verb == "escalate" else f"escalate {text}", self.person
+        )
         if reply is not None:
             self.show_reply(reply)
             return
@@ -221,7 +248,9 @@ class ConsoleChat:
         conv = self.conversations
         runner = conv.resume(self.user_key, self.person)
         if runner.state.answers:
-            self.say("Carrying on from where you left off (type cancel to stop; your answers are kept).")
+            self.say(
+                "Carrying on from where you left off (type cancel to stop; your answers are kept)."
+            )
         if not await self.questions(runner):
             if runner.state.stopped:
                 conv.forget(self.user_key, runner.flow.name)
@@ -246,7 +275,11 @@ class ConsoleChat:
         runner = FlowRunner(flow.flow, self.conversations.context(self.person))
         if not await self.questions(runner):
             return
-        self.report(self.conversations.run_action(button.ref, self.person, button.action, runner.state.answers))
+        self.report(
+            self.conversations.run_action(
+                button.ref, self.person, button.action, runner.state.answers
+            )
+        )
 
     def report(self, outcome: Outcome) -> None:
         """The result of a command."""

@@ -6,6 +6,7 @@ for delay, record a learning point, withdraw. Imports only the domain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -26,12 +27,24 @@ def _not_future(value: Any, answers: Answers, ctx: FlowContext) -> str | None:
 
 
 def _everyone(answers: Answers, ctx: FlowContext) -> list[Choice]:
-    return [Choice(p.id, f"{p.name} ({ctx.directory.agency_name(p.agency)})") for p in sorted(ctx.directory, key=lambda p: p.name)]
+    return [
+        Choice(p.id, f"{p.name} ({ctx.directory.agency_name(p.agency)})")
+        for p in sorted(ctx.directory, key=lambda p: p.name)
+    ]
 
 
-def _more(n: int) -> Any:
+def _more(n: int) -> Callable[[Answers, FlowContext], bool]:
     def when(answers: Answers, ctx: FlowContext) -> bool:
         return n == 1 or bool(answers.get(f"more_{n - 1}"))
+
+    return when
+
+
+def _has_action(n: int) -> Callable[[Answers, FlowContext], bool]:
+    asked = _more(n)
+
+    def when(answers: Answers, ctx: FlowContext) -> bool:
+        return asked(answers, ctx) and bool(answers.get(f"action_{n}"))
 
     return when
 
@@ -41,16 +54,39 @@ def _action_questions() -> list[Question]:
     for n in range(1, MAX_ACTIONS + 1):
         asked = _more(n)
         out += [
-            Question(f"action_{n}", f"Agreed action {n}", "short_text", max_length=SHORT_LIMIT * 2, when=asked,
-                     required=n > 1, hint="Reply 'skip' if there is no agreed action." if n == 1 else None),
-            Question(f"owner_{n}", f"Who owns action {n}?", "choice", choices=_everyone,
-                     when=lambda a, c, n=n, asked=asked: asked(a, c) and bool(a.get(f"action_{n}"))),
-            Question(f"review_{n}", f"When should action {n} be reviewed?", "date", check=_not_past,
-                     when=lambda a, c, n=n, asked=asked: asked(a, c) and bool(a.get(f"action_{n}"))),
+            Question(
+                f"action_{n}",
+                f"Agreed action {n}",
+                "short_text",
+                max_length=SHORT_LIMIT * 2,
+                when=asked,
+                required=n > 1,
+                hint="Reply 'skip' if there is no agreed action." if n == 1 else None,
+            ),
+            Question(
+                f"owner_{n}",
+                f"Who owns action {n}?",
+                "choice",
+                choices=_everyone,
+                when=_has_action(n),
+            ),
+            Question(
+                f"review_{n}",
+                f"When should action {n} be reviewed?",
+                "date",
+                check=_not_past,
+                when=_has_action(n),
+            ),
         ]
         if n < MAX_ACTIONS:
-            out.append(Question(f"more_{n}", "Add another agreed action?", "yes_no",
-                                when=lambda a, c, n=n, asked=asked: asked(a, c) and bool(a.get(f"action_{n}"))))
+            out.append(
+                Question(
+                    f"more_{n}",
+                    "Add another agreed action?",
+                    "yes_no",
+                    when=_has_action(n),
+                )
+            )
     return out
 
 
@@ -90,7 +126,10 @@ _COMMANDS: dict[ActionId, Any] = {
     ActionId.PROPOSE_RESOLUTION: _propose_command,
     ActionId.CONFIRM_RESOLUTION: lambda a, ctx: {"confirm": True},
     ActionId.REJECT_RESOLUTION: lambda a, ctx: {"confirm": False, "reason": a["reason"]},
-    ActionId.RECORD_DELAY_REASON: lambda a, ctx: {"reason": a["reason"], "safety_confirmed": a["safety_confirmed"]},
+    ActionId.RECORD_DELAY_REASON: lambda a, ctx: {
+        "reason": a["reason"],
+        "safety_confirmed": a["safety_confirmed"],
+    },
     ActionId.RECORD_LEARNING: lambda a, ctx: {"text": a["text"]},
     ActionId.WITHDRAW: lambda a, ctx: {"reason": a["reason"]},
 }
@@ -99,7 +138,9 @@ _COMMANDS: dict[ActionId, Any] = {
 def action_flows() -> dict[ActionId, ActionFlow]:
     """Every action flow, by the button that starts it."""
     flows = [
-        ActionFlow(ActionId.ACKNOWLEDGE, Action.ACKNOWLEDGE, Flow("acknowledge", "Acknowledge", [])),
+        ActionFlow(
+            ActionId.ACKNOWLEDGE, Action.ACKNOWLEDGE, Flow("acknowledge", "Acknowledge", [])
+        ),
         ActionFlow(
             ActionId.ADD_NOTE,
             Action.ADD_NOTE,
@@ -107,59 +148,137 @@ def action_flows() -> dict[ActionId, ActionFlow]:
                 "add_note",
                 "Add a note",
                 [
-                    Question("text", "What was discussed and agreed?", "long_text", max_length=SUMMARY_LIMIT,
-                             hint="A contemporaneous record: who said what, and what was agreed."),
-                    Question("with_whom", "Who was the discussion with?", "short_text", required=False, max_length=SHORT_LIMIT),
-                    Question("held_on", "When did it take place?", "date", check=_not_future,
-                             default=lambda a, ctx: ctx.today, hint="Today if you leave it blank."),
+                    Question(
+                        "text",
+                        "What was discussed and agreed?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                        hint="A contemporaneous record: who said what, and what was agreed.",
+                    ),
+                    Question(
+                        "with_whom",
+                        "Who was the discussion with?",
+                        "short_text",
+                        required=False,
+                        max_length=SHORT_LIMIT,
+                    ),
+                    Question(
+                        "held_on",
+                        "When did it take place?",
+                        "date",
+                        check=_not_future,
+                        default=lambda a, ctx: ctx.today,
+                        hint="Today if you leave it blank.",
+                    ),
                 ],
             ),
         ),
         ActionFlow(
             ActionId.ESCALATE,
             Action.ESCALATE,
-            Flow("escalate", "Escalate", [
-                Question("reason", "Why does this need to go to the next stage?", "long_text", max_length=SUMMARY_LIMIT),
-            ]),
+            Flow(
+                "escalate",
+                "Escalate",
+                [
+                    Question(
+                        "reason",
+                        "Why does this need to go to the next stage?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                    ),
+                ],
+            ),
         ),
         ActionFlow(
             ActionId.PROPOSE_RESOLUTION,
             Action.PROPOSE_RESOLUTION,
-            Flow("propose_resolution", "Propose a resolution", [
-                Question("outcome", "What outcome has been agreed?", "long_text", max_length=SUMMARY_LIMIT),
-                *_action_questions(),
-            ]),
+            Flow(
+                "propose_resolution",
+                "Propose a resolution",
+                [
+                    Question(
+                        "outcome",
+                        "What outcome has been agreed?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                    ),
+                    *_action_questions(),
+                ],
+            ),
         ),
-        ActionFlow(ActionId.CONFIRM_RESOLUTION, Action.RESPOND_TO_RESOLUTION, Flow("confirm_resolution", "Confirm the resolution", [])),
+        ActionFlow(
+            ActionId.CONFIRM_RESOLUTION,
+            Action.RESPOND_TO_RESOLUTION,
+            Flow("confirm_resolution", "Confirm the resolution", []),
+        ),
         ActionFlow(
             ActionId.REJECT_RESOLUTION,
             Action.RESPOND_TO_RESOLUTION,
-            Flow("reject_resolution", "Reject the resolution", [
-                Question("reason", "Why can't your agency accept this resolution?", "long_text", max_length=SUMMARY_LIMIT),
-            ]),
+            Flow(
+                "reject_resolution",
+                "Reject the resolution",
+                [
+                    Question(
+                        "reason",
+                        "Why can't your agency accept this resolution?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                    ),
+                ],
+            ),
         ),
         ActionFlow(
             ActionId.RECORD_DELAY_REASON,
             Action.RECORD_DELAY_REASON,
-            Flow("record_delay_reason", "Reason for delay", [
-                Question("reason", "Why is this taking longer than the policy's target?", "long_text", max_length=SUMMARY_LIMIT),
-                Question("safety_confirmed", "Has your manager confirmed the child's safety has not been compromised by the delay?", "yes_no"),
-            ]),
+            Flow(
+                "record_delay_reason",
+                "Reason for delay",
+                [
+                    Question(
+                        "reason",
+                        "Why is this taking longer than the policy's target?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                    ),
+                    Question(
+                        "safety_confirmed",
+                        "Has your manager confirmed the child's safety has not been compromised by the delay?",
+                        "yes_no",
+                    ),
+                ],
+            ),
         ),
         ActionFlow(
             ActionId.RECORD_LEARNING,
             Action.RECORD_LEARNING,
-            Flow("record_learning", "Record a learning point", [
-                Question("text", "What should the partnership learn from this?", "long_text", max_length=SUMMARY_LIMIT),
-            ]),
+            Flow(
+                "record_learning",
+                "Record a learning point",
+                [
+                    Question(
+                        "text",
+                        "What should the partnership learn from this?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                    ),
+                ],
+            ),
         ),
         ActionFlow(
             ActionId.WITHDRAW,
             Action.WITHDRAW,
-            Flow("withdraw", "Withdraw", [
-                Question("reason", "Why are you withdrawing this dispute?", "long_text", max_length=SUMMARY_LIMIT),
-            ]),
+            Flow(
+                "withdraw",
+                "Withdraw",
+                [
+                    Question(
+                        "reason",
+                        "Why are you withdrawing this dispute?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                    ),
+                ],
+            ),
         ),
     ]
     return {f.button: f for f in flows}
-

@@ -85,7 +85,9 @@ class Question:
         """The choices offered (choice and person questions)."""
         if self.kind == "person":
             agency = answers.get(self.agency_from or "")
-            people = sorted(ctx.directory.in_agency(agency) if agency else ctx.directory, key=lambda p: p.name)
+            people = sorted(
+                ctx.directory.in_agency(agency) if agency else ctx.directory, key=lambda p: p.name
+            )
             return [Choice(p.id, f"{p.name}{', ' + p.title if p.title else ''}") for p in people]
         if self.kind in ("yes_no", "confirm"):
             return [Choice("yes", "Yes"), Choice("no", "No")]
@@ -147,7 +149,13 @@ class FlowState:
     def from_data(cls, data: dict[str, Any]) -> FlowState:
         """Rebuild saved progress."""
         answers = {k: _from_json(v) for k, v in data.get("answers", {}).items()}
-        return cls(data["flow"], answers, data.get("context", {}), data.get("done", False), data.get("stopped", False))
+        return cls(
+            data["flow"],
+            answers,
+            data.get("context", {}),
+            data.get("done", False),
+            data.get("stopped", False),
+        )
 
 
 def _to_json(value: Any) -> Any:
@@ -240,7 +248,9 @@ _NO = {"no", "n", "false", "0", "nope", "off"}
 _SKIP = {"", "skip", "none", "-", "n/a", "not known", "unknown", "don't know", "dont know"}
 
 
-def parse_answer(q: Question, raw: Any, answers: Answers, ctx: FlowContext) -> tuple[Any, str | None]:
+def parse_answer(
+    q: Question, raw: Any, answers: Answers, ctx: FlowContext
+) -> tuple[Any, str | None]:
     """Turn raw input into a value, or give a plain-English error naming what to fix."""
     if isinstance(raw, str):
         raw = plain(raw).strip()
@@ -262,15 +272,24 @@ def parse_answer(q: Question, raw: Any, answers: Answers, ctx: FlowContext) -> t
         value = _pick(options, raw)
         if value is None:
             what = "person" if q.kind == "person" else "option"
-            return None, f"'{clip_for_error(raw)}' is not one of the {what}s offered; reply with its number or its name."
+            return (
+                None,
+                f"'{clip_for_error(raw)}' is not one of the {what}s offered; reply with its number or its name.",
+            )
     elif q.kind == "date":
         value = raw if isinstance(raw, date) else parse_date(str(raw), ctx.today)
         if value is None:
-            return None, f"'{clip_for_error(raw)}' is not a date I understand; write it like 24/11/2026, 2026-11-24, today or yesterday."
+            return (
+                None,
+                f"'{clip_for_error(raw)}' is not a date I understand; write it like 24/11/2026, 2026-11-24, today or yesterday.",
+            )
     else:
         value = str(raw)
         if len(value) > q.limit:
-            return None, f"That is {len(value):,} characters; please keep it under {q.limit:,} (a summary is enough: the details stay in your agency's records)."
+            return (
+                None,
+                f"That is {len(value):,} characters; please keep it under {q.limit:,} (a summary is enough: the details stay in your agency's records).",
+            )
         if q.required and not value.strip():
             return None, f"Please answer: {q.prompt}"
     if q.check is not None:
@@ -309,7 +328,13 @@ def _pick(options: list[Choice], raw: Any) -> str | None:
     return matches[0].value if len(matches) == 1 else None
 
 
-_MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+        start=1,
+    )
+}
 
 
 def parse_date(text: str, today: date) -> date | None:
@@ -327,7 +352,9 @@ def parse_date(text: str, today: date) -> date | None:
             day, month, year = match.groups()
             y = int(year) + (2000 if year and len(year) == 2 else 0) if year else today.year
             return date(y, int(month), int(day))
-        match = re.fullmatch(r"(?:[a-z]+,?\s+)?(\d{1,2})(?:st|nd|rd|th)?\s+([a-z]{3})[a-z]*\.?(?:\s+(\d{4}))?", text)
+        match = re.fullmatch(
+            r"(?:[a-z]+,?\s+)?(\d{1,2})(?:st|nd|rd|th)?\s+([a-z]{3})[a-z]*\.?(?:\s+(\d{4}))?", text
+        )
         if match and match.group(2) in _MONTHS:
             day, month, year = match.groups()
             return date(int(year) if year else today.year, _MONTHS[month], int(day))

@@ -89,9 +89,21 @@ QUESTIONS = [
         hint="The reference only, never the child's or adult's name.",
         check=_case_ref,
     ),
-    Question("decision", "What was decided (or not done) that you disagree with?", "long_text", max_length=SUMMARY_LIMIT),
-    Question("reasons", "What are your evidence-based reasons for disagreeing?", "long_text", max_length=SUMMARY_LIMIT),
-    Question("outcome_sought", "What outcome are you seeking?", "long_text", max_length=SUMMARY_LIMIT),
+    Question(
+        "decision",
+        "What was decided (or not done) that you disagree with?",
+        "long_text",
+        max_length=SUMMARY_LIMIT,
+    ),
+    Question(
+        "reasons",
+        "What are your evidence-based reasons for disagreeing?",
+        "long_text",
+        max_length=SUMMARY_LIMIT,
+    ),
+    Question(
+        "outcome_sought", "What outcome are you seeking?", "long_text", max_length=SUMMARY_LIMIT
+    ),
     Question(
         "disagreement_date",
         "When did the disagreement arise (or the decision reach you)?",
@@ -100,11 +112,30 @@ QUESTIONS = [
         check=_not_future,
         default=lambda answers, ctx: ctx.today,
     ),
-    Question("own_name", "What is your name?", "short_text", max_length=120, when=_unknown,
-             default=lambda answers, ctx: ctx.display_name),
-    Question("own_agency", "Which agency do you work for?", "choice", choices=_all_agencies, when=_unknown,
-             check=_other_agency_differs),
-    Question("own_manager", "Who is your line manager?", "person", agency_from="own_agency", required=False, when=_unknown),
+    Question(
+        "own_name",
+        "What is your name?",
+        "short_text",
+        max_length=120,
+        when=_unknown,
+        default=lambda answers, ctx: ctx.display_name,
+    ),
+    Question(
+        "own_agency",
+        "Which agency do you work for?",
+        "choice",
+        choices=_all_agencies,
+        when=_unknown,
+        check=_other_agency_differs,
+    ),
+    Question(
+        "own_manager",
+        "Who is your line manager?",
+        "person",
+        agency_from="own_agency",
+        required=False,
+        when=_unknown,
+    ),
     Question("confirm", "Log this disagreement now?", "confirm"),
 ]
 
@@ -114,12 +145,18 @@ def immediate_risk_guidance(ctx: FlowContext, agency_id: str | None) -> str:
     policy = ctx.policy
     lines = [policy.immediate_risk.guidance.strip()]
     if agency_id:
-        leads = ctx.directory.role_holders(agency_id, policy.immediate_risk.route, for_person=ctx.person.id if ctx.person else None)
+        leads = ctx.directory.role_holders(
+            agency_id, policy.immediate_risk.route, for_person=ctx.person.id if ctx.person else None
+        )
         if leads:
             names = " or ".join(f"{p.name}{' (' + p.title + ')' if p.title else ''}" for p in leads)
-            lines.append(f"Your {role_label(policy.immediate_risk.route)}: {names}. They have been told now.")
+            lines.append(
+                f"Your {role_label(policy.immediate_risk.route)}: {names}. They have been told now."
+            )
         else:
-            lines.append(f"Your agency has no {role_label(policy.immediate_risk.route)} in the directory: contact your manager now.")
+            lines.append(
+                f"Your agency has no {role_label(policy.immediate_risk.route)} in the directory: contact your manager now."
+            )
     if not ctx.calendar.in_working_hours(ctx.now):
         lines.append(policy.out_of_hours.guidance.strip())
         if agency_id:
@@ -136,7 +173,10 @@ def _after(question_id: str, value: Any, answers: Answers, ctx: FlowContext) -> 
     if question_id == "scope" and value != IN_SCOPE:
         match = next((o for o in ctx.policy.out_of_scope if o.id == value), None)
         if match is not None:
-            return Notice(f"{match.label}: this escalation protocol does not apply. {match.redirect.strip()}", stop=True)
+            return Notice(
+                f"{match.label}: this escalation protocol does not apply. {match.redirect.strip()}",
+                stop=True,
+            )
     if question_id == "confirm" and not value:
         return Notice("Nothing has been logged. Type escalate to start again.", stop=True)
     return None
@@ -154,7 +194,9 @@ def _summary(answers: Answers, ctx: FlowContext) -> list[tuple[str, str]]:
 
 def intake_flow() -> Flow:
     """The /escalate flow."""
-    return Flow("intake", "Log a professional disagreement", QUESTIONS, after=_after, summary=_summary)
+    return Flow(
+        "intake", "Log a professional disagreement", QUESTIONS, after=_after, summary=_summary
+    )
 
 
 def details_from(answers: Answers, ctx: FlowContext, person_id: str) -> DisputeDetails:
