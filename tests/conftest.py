@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,10 @@ if _TESTS_DIR not in sys.path:
     sys.path.insert(0, _TESTS_DIR)
 
 from pgserver import PostgresServer  # noqa: E402
+
+from bot.app import Core, build_core  # noqa: E402
+from bot.clock import FakeClock  # noqa: E402
+from bot.config import Settings  # noqa: E402
 
 # --- Databases --------------------------------------------------------------------------------
 # One PostgreSQL server per session, one fresh database per test. Nothing here skips: if the
@@ -48,3 +53,40 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """A fresh database URL, once on SQLite and once on PostgreSQL."""
     fixture = "pg_url" if request.param == "postgresql" else "sqlite_url"
     return str(request.getfixturevalue(fixture))
+
+
+# --- The bot's core on a simulated clock ------------------------------------------------------
+# The example partnership (examples/), a fresh database and a FakeClock set to a working
+# morning. Tests move time with `clock.advance(...)`/`clock.set(...)`, never with sleeps.
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "examples" / "partnership.yaml"
+# Thursday 26 November 2026, 10:00 in London (GMT, so 10:00 UTC).
+START = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(START)
+
+
+def make_core(database_url: str, clock: FakeClock) -> Core:
+    """The service, store and conversations on the example partnership."""
+    settings = Settings(database_url=database_url, escalation_config=str(EXAMPLE_CONFIG))
+    return build_core(settings, clock=clock)
+
+
+@pytest.fixture
+def core(sqlite_url: str, clock: FakeClock) -> Iterator[Core]:
+    """The core on SQLite."""
+    built = make_core(sqlite_url, clock)
+    yield built
+    built.store.dispose()
+
+
+@pytest.fixture
+def any_core(db_url: str, clock: FakeClock) -> Iterator[Core]:
+    """The core, once on SQLite and once on PostgreSQL."""
+    built = make_core(db_url, clock)
+    yield built
+    built.store.dispose()
