@@ -133,8 +133,12 @@ def load_partnership(path: Path | str) -> Partnership:
     try:
         policy = load_policy(config.policy, base)
     except ConfigError as exc:
+        # A policy that cannot be found at all is a mistake in this file's `policy:` line, so
+        # it is reported there rather than at the (missing) path the name was taken to mean.
         problems += [
-            _relocate(p, located, ("policy",)) if not p.line and p.file == "policy" else p
+            _relocate(p, located, ("policy",))
+            if not p.line and (p.file == "policy" or not Path(p.file).exists())
+            else p
             for p in exc.problems
         ]
     directory_path = base / config.directory

@@ -255,6 +255,8 @@ def check_references(parsed: DirectoryFile, located: Located) -> list[Problem]:
             )
         person_ids.setdefault(person.id, i)
     emails: dict[str, int] = {}
+    slack_ids: dict[str, int] = {}
+    teams_ids: dict[str, int] = {}
     for i, person in enumerate(parsed.people):
         if person.agency not in agency_ids:
             problems.append(
@@ -268,25 +270,33 @@ def check_references(parsed: DirectoryFile, located: Located) -> list[Problem]:
                 problems.append(
                     located.problem(("people", i, key), "a person cannot be their own " + key)
                 )
-        if person.email:
-            if person.email in emails:
-                problems.append(
-                    located.problem(("people", i, "email"), f"'{person.email}' is used twice")
-                )
-            emails.setdefault(person.email, i)
+        # A platform identity shared by two people would let one act as the other (lookups
+        # keep only the last), so Slack and Teams ids must be unique like emails.
+        for key, used in (("email", emails), ("slack_id", slack_ids), ("teams_id", teams_ids)):
+            value = getattr(person, key)
+            if value:
+                if value in used:
+                    problems.append(located.problem(("people", i, key), f"'{value}' is used twice"))
+                used.setdefault(value, i)
     by_id = {p.id: p for p in parsed.people}
-    reported: set[str] = set()
-    for i, person in enumerate(parsed.people):
+    # Each circle is reported once, at the manager line of its first member in the file: people
+    # who merely report into a circle are not part of the mistake, and a person who is their
+    # own manager is already reported above.
+    reported: set[frozenset[str]] = set()
+    for person in parsed.people:
         seen = [person.id]
         current = person
         while current.manager and current.manager in by_id:
             if current.manager in seen:
-                if person.id not in reported:
-                    reported.update(seen)
-                    loop = " -> ".join([*seen[seen.index(current.manager) :], current.manager])
+                circle = seen[seen.index(current.manager) :]
+                if len(circle) > 1 and frozenset(circle) not in reported:
+                    reported.add(frozenset(circle))
+                    first = min(circle, key=person_ids.__getitem__)
+                    at = circle.index(first)
+                    loop = " -> ".join([*circle[at:], *circle[:at], first])
                     problems.append(
                         located.problem(
-                            ("people", i, "manager"),
+                            ("people", person_ids[first], "manager"),
                             f"line management goes round in a circle: {loop}",
                         )
                     )
@@ -358,6 +368,8 @@ def people_from_csv(text: str, *, file: str = "people.csv") -> list[dict[str, An
             ]
         )
     out = []
+    problems: list[Problem] = []
+    first_line: dict[str, int] = {}
     for row in reader:
         entry: dict[str, Any] = {}
         for raw_key, value in row.items():
@@ -373,5 +385,35 @@ def people_from_csv(text: str, *, file: str = "people.csv") -> list[dict[str, An
                 [r.strip() for r in value.split(";") if r.strip()] if key == "roles" else value
             )
         if entry:
+            problems += _row_problems(entry, file, reader.line_num, first_line)
             out.append(entry)
+    if problems:
+        raise ConfigError(problems)
     return out
+
+
+def _row_problems(
+    entry: dict[str, Any], file: str, line: int, first_line: dict[str, int]
+) -> list[Problem]:
+    # Checked here so a bad cell is reported at its own line of the CSV, not at the merged
+    # directory. A row may update only some fields of someone already in the directory, so
+    # only the cells it has are checked; the merged directory is validated as a whole later.
+    if "id" not in entry:
+        return [Problem(file, line, "id", "this row has no id")]
+    problems = []
+    if entry["id"] in first_line:
+        problems.append(
+            Problem(file, line, "id", f"'{entry['id']}' is also on line {first_line[entry['id']]}")
+        )
+    first_line.setdefault(entry["id"], line)
+    try:
+        Person.model_validate({"name": "placeholder", "agency": "placeholder", **entry})
+    except ValidationError as exc:
+        for err in exc.errors():
+            key = str(err["loc"][0]) if err["loc"] else ""
+            message = err["msg"].removeprefix("Value error, ")
+            value = str(entry.get(key))
+            if value not in message:
+                message = f"{message} (the cell says '{value}')"
+            problems.append(Problem(file, line, key, message))
+    return problems

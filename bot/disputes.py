@@ -6,6 +6,7 @@ every change appends an event; refusals are events too, so the record shows them
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -54,6 +55,7 @@ class Action(StrEnum):
     RECORD_DELAY_REASON = "record_delay_reason"
     RECORD_LEARNING = "record_learning"
     WITHDRAW = "withdraw"
+    REVIEW_ACTIONS = "review_actions"
     CLOSE = "close"
     VIEW = "view"
 
@@ -90,6 +92,8 @@ class StepState:
     completed_by: str | None = None
     breached_at: datetime | None = None
     reminded_at: datetime | None = None
+    # Which of the step's timers (reminder, due, breach, escalate) have gone off: each once.
+    fired: list[str] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:
@@ -113,6 +117,7 @@ class AgreedAction:
     owner: str
     review_date: date
     status: str = "open"  # open, implemented, reopened
+    review_sent: bool = False  # the check-back on the review date has gone out
 
 
 @dataclass
@@ -277,6 +282,15 @@ class Dispute:
             )
         if action == Action.CLOSE:
             return None if is_admin else "only a partnership admin can close a dispute by hand"
+        if action == Action.REVIEW_ACTIONS:
+            if self.status != Status.RESOLVED or not self.actions_due_review():
+                return "there are no agreed actions waiting for review"
+            owners = {a.owner for a in self.actions_due_review()}
+            return (
+                None
+                if involved or person.id in owners or is_admin
+                else "only the people involved in this dispute can review its agreed actions"
+            )
         if not self.is_open:
             return f"{self.ref} is {self.status.label}"
         if side is None:
@@ -300,7 +314,11 @@ class Dispute:
         if action == Action.RECORD_DELAY_REASON:
             if side != "raising":
                 return "the escalating agency records the reasons for delay"
-            return None if acting or managing else self._not_your_stage(side)
+            return (
+                None
+                if acting or managing or person.id == self.details.raised_by
+                else self._not_your_stage(side)
+            )
         if action == Action.WITHDRAW:
             if side != "raising":
                 return "only the agency that raised a dispute can withdraw it"
@@ -337,6 +355,10 @@ class Dispute:
 
     # ---- changing -----------------------------------------------------------------------
 
+    def record(self, type_: str, at: datetime, actor: str | None, **data: Any) -> Event:
+        """Append an event to the log: for timers, which act on the dispute from outside."""
+        return self._record(type_, at, actor, **data)
+
     def _record(self, type_: str, at: datetime, actor: str | None, **data: Any) -> Event:
         event = Event(type_, at, actor, data)
         self.new_events.append(event)
@@ -359,29 +381,46 @@ class Dispute:
         target = self.policy.overall_target
         if target is not None:
             self.overall_due = target.deadline.due(self._disagreement_anchor(calendar), calendar)
-        self._enter_stage(1, calendar, now)
+        self._enter_stage(1, calendar, now, by=self.details.raised_by)
 
     def _disagreement_anchor(self, calendar: WorkingCalendar) -> datetime:
         # The disagreement is a date: counting from its opening means its own day never counts.
         return calendar.opening_of(self.details.disagreement_date)
 
-    def _enter_stage(self, number: int, calendar: WorkingCalendar, now: datetime) -> None:
+    def _enter_stage(
+        self, number: int, calendar: WorkingCalendar, now: datetime, *, by: str | None = None
+    ) -> None:
         for state in self.steps:
             if state.is_open:
                 state.status = "cancelled"
         self.stage = number
         self.stage_started_at = now
         self.acknowledgements[str(number)] = {}
-        self._advance(calendar, now)
+        self._advance(calendar, now, by=by)
 
-    def _advance(self, calendar: WorkingCalendar, now: datetime) -> None:
-        """Start the next applicable steps of the current stage; complete 'raised' steps."""
+    def _advance(self, calendar: WorkingCalendar, now: datetime, *, by: str | None = None) -> None:
+        """Start the next applicable steps of the current stage; complete 'raised' steps.
+
+        `by` is who did what starts them: a 'raised' step is done by that act (the raiser
+        opening the dispute, the person escalating it; None when the bot escalated).
+        """
         stage = self.current_stage
-        started = {s.step_id for s in self.steps if s.stage == self.stage}
-        open_ids = {s.step_id for s in self.steps if s.stage == self.stage and s.is_open}
+        assert self.stage_started_at is not None
+        # Only this visit to the stage counts: a reopened dispute runs the stage's steps afresh.
+        current = [
+            s for s in self.steps if s.stage == self.stage and s.started_at >= self.stage_started_at
+        ]
+        # A written confirmation cancelled by a rejected proposal is not 'started': the next
+        # proposal needs its own, or the dispute would wait with no deadline at all.
+        started = {
+            s.step_id
+            for s in current
+            if not (s.status == "cancelled" and self.step_def(s).condition == "after_resolution")
+        }
+        open_ids = {s.step_id for s in current if s.is_open}
         last_done: dict[str | None, datetime] = {}
-        for state in self.steps:
-            if state.stage == self.stage and state.completed_at is not None:
+        for state in current:
+            if state.completed_at is not None:
                 cond = self.step_def(state).condition
                 last_done[cond] = max(last_done.get(cond, state.completed_at), state.completed_at)
         assert self.stage_started_at is not None
@@ -405,7 +444,7 @@ class Dispute:
                 )
                 self.steps.append(state)
                 if step.done_when == "raised":
-                    self._complete(state, now, self.details.raised_by)
+                    self._complete(state, now, by)
                     last_done[branch] = now
                     continue
                 break
@@ -468,7 +507,7 @@ class Dispute:
         acks[side] = [person.id, now.isoformat()]
         self._record("Acknowledged", now, person.id, stage=self.stage, side=side)
         self._complete_where("acknowledged", now, person.id, side)
-        self._advance(calendar, now)
+        self._advance(calendar, now, by=person.id)
         return True
 
     def acknowledged_by(self, side: str) -> tuple[str, datetime] | None:
@@ -506,7 +545,7 @@ class Dispute:
         )
         if person in self.parties(directory):
             self._complete_where("discussed", now, person.id)
-            self._advance(calendar, now)
+            self._advance(calendar, now, by=person.id)
 
     def escalate(
         self,
@@ -526,13 +565,9 @@ class Dispute:
             raise DisputeError(f"{self.ref} is {self.status.label}")
         reason = _clean(reason, "reason", SUMMARY_LIMIT)
         actor = person.id if person else None
-        if self.status == Status.RESOLUTION_PROPOSED and self.resolution is not None:
-            self.resolution.status = "withdrawn"
-            self.status = Status.OPEN
-            self.flags.discard("resolution_proposed")
-        if urgent is not None:
-            (self.flags.add if urgent else self.flags.discard)("urgent")
-        if self.stage >= self.policy.last_stage:
+        # Every refusal comes before any change: a refused command leaves the dispute as it was.
+        at_last = self.stage >= self.policy.last_stage
+        if at_last:
             has_route = any(s.condition == "exceptional" for s in self.current_stage.steps)
             if not has_route:
                 raise DisputeError(
@@ -540,21 +575,35 @@ class Dispute:
                 )
             if "exceptional" in self.flags:
                 raise DisputeError(f"{self.ref} is already on the exceptional route")
+        if self.status == Status.RESOLUTION_PROPOSED and self.resolution is not None:
+            self.resolution.status = "withdrawn"
+            self.status = Status.OPEN
+            self.flags.discard("resolution_proposed")
+        if urgent is not None:
+            (self.flags.add if urgent else self.flags.discard)("urgent")
+        if at_last:
             self.flags.add("exceptional")
             self._record("ExceptionalRouteTaken", now, actor, reason=reason, stage=self.stage)
-            self._advance(calendar, now)
+            # The stage's own steps failed, which is why the exceptional route is taken: left
+            # open they would breach and try to escalate a dispute that can go no further.
+            for state in self.steps:
+                if state.is_open:
+                    state.status = "cancelled"
+            self._advance(calendar, now, by=actor)
             return
         previous = self.stage
-        self._enter_stage(self.stage + 1, calendar, now)
+        # Recorded first, so the record reads in order: the escalation, then the new stage's
+        # steps (a 'raised' step of the new stage is completed by the escalation itself).
         self._record(
             "StageEscalated",
             now,
             actor,
             from_stage=previous,
-            to_stage=self.stage,
+            to_stage=previous + 1,
             reason=reason,
             automatic=person is None,
         )
+        self._enter_stage(previous + 1, calendar, now, by=actor)
 
     def propose_resolution(
         self,
@@ -593,7 +642,7 @@ class Dispute:
             side=side,
         )
         self._complete_where("resolution_proposed", now, person.id)
-        self._advance(calendar, now)
+        self._advance(calendar, now, by=person.id)
 
     def respond_to_resolution(
         self,
@@ -608,6 +657,13 @@ class Dispute:
         """Confirm (the dispute is resolved) or reject (it carries on) the proposed resolution."""
         self.require(person, Action.RESPOND_TO_RESOLUTION, directory, now)
         assert self.resolution is not None
+        if not confirm:
+            # Checked before any change, so a refused rejection leaves the proposal untouched.
+            if not reason or not reason.strip():
+                raise DisputeError(
+                    "say why the resolution is rejected, so the other agency can respond"
+                )
+            reason = _clean(reason, "reason", SUMMARY_LIMIT)
         self.resolution.responded_by = person.id
         self.resolution.responded_at = now
         if confirm:
@@ -620,11 +676,7 @@ class Dispute:
                 if state.is_open:
                     state.status = "cancelled"
             return
-        if not reason or not reason.strip():
-            raise DisputeError(
-                "say why the resolution is rejected, so the other agency can respond"
-            )
-        self.resolution.reason = _clean(reason, "reason", SUMMARY_LIMIT)
+        self.resolution.reason = reason
         self.resolution.status = "rejected"
         self.resolutions_rejected += 1
         self.status = Status.OPEN
@@ -688,6 +740,41 @@ class Dispute:
             if state.is_open:
                 state.status = "cancelled"
         self._record("DisputeWithdrawn", now, person.id, reason=reason)
+
+    def actions_due_review(self) -> list[AgreedAction]:
+        """Agreed actions of a confirmed resolution whose check-back has gone out, still open."""
+        if self.resolution is None or self.resolution.status != "confirmed":
+            return []
+        return [a for a in self.resolution.actions if a.status == "open" and a.review_sent]
+
+    def review_actions(
+        self,
+        person: Person,
+        directory: Directory,
+        calendar: WorkingCalendar,
+        now: datetime,
+        *,
+        implemented: bool,
+        reason: str | None = None,
+    ) -> None:
+        """At the check-back: the agreed actions were implemented, or the dispute reopens."""
+        self.require(person, Action.REVIEW_ACTIONS, directory, now)
+        due = self.actions_due_review()
+        if implemented:
+            for item in due:
+                item.status = "implemented"
+            self._record("ActionsImplemented", now, person.id, actions=[a.id for a in due])
+            return
+        reason = _clean(reason or "", "reason for reopening", SUMMARY_LIMIT)
+        for item in due:
+            item.status = "reopened"
+        assert self.resolution is not None
+        self.resolution.status = "reopened"
+        self.status = Status.OPEN
+        self.closed_at = None
+        self._record("DisputeReopened", now, person.id, reason=reason, actions=[a.id for a in due])
+        # The stage starts again on a fresh clock: the agreed way forward did not hold.
+        self._enter_stage(self.stage, calendar, now)
 
     def close(self, person: Person, directory: Directory, now: datetime, *, reason: str) -> None:
         """A partnership admin closes the dispute."""
@@ -753,6 +840,13 @@ def open_dispute(
             raise DisputeError(
                 f"{label} ('{agency}') is not an agency in the partnership directory"
             )
+    if raiser.agency != details.raising_agency:
+        # Sides are decided by agency: a raiser outside the raising agency could not act on,
+        # or even withdraw, their own dispute.
+        raise DisputeError(
+            f"{raiser.name} is not in {directory.agency_name(details.raising_agency)}; "
+            "a dispute is raised by someone in the raising agency"
+        )
     if details.raising_agency == details.receiving_agency:
         raise DisputeError(
             "both sides are in the same agency; a disagreement inside one agency goes through "
@@ -806,11 +900,12 @@ def to_data(dispute: Dispute) -> dict[str, Any]:
             }
             for s in dispute.steps
         ],
-        "acknowledgements": dispute.acknowledgements,
+        # Copies, not the dispute's own containers: data and dispute must not change together.
+        "acknowledgements": deepcopy(dispute.acknowledgements),
         "resolution": None,
         "resolutions_rejected": dispute.resolutions_rejected,
-        "delay_reasons": dispute.delay_reasons,
-        "learning": dispute.learning,
+        "delay_reasons": deepcopy(dispute.delay_reasons),
+        "learning": deepcopy(dispute.learning),
         "notes": dispute.notes,
         "overall_due": _iso(dispute.overall_due),
         "delay_reason_required": dispute.delay_reason_required,
@@ -865,11 +960,12 @@ def from_data(data: dict[str, Any], policy: Policy, version: int = 0) -> Dispute
         stage_started_at=_dt(data.get("stage_started_at")),
         flags=set(data.get("flags", [])),
         steps=steps,
-        acknowledgements=data.get("acknowledgements", {}),
+        # Copies, so two disputes rebuilt from the same data never share state.
+        acknowledgements=deepcopy(data.get("acknowledgements", {})),
         resolution=resolution,
         resolutions_rejected=data.get("resolutions_rejected", 0),
-        delay_reasons=data.get("delay_reasons", []),
-        learning=data.get("learning", []),
+        delay_reasons=deepcopy(data.get("delay_reasons", [])),
+        learning=deepcopy(data.get("learning", [])),
         notes=data.get("notes", 0),
         overall_due=_dt(data.get("overall_due")),
         delay_reason_required=data.get("delay_reason_required", False),

@@ -25,6 +25,7 @@ class ActionId(StrEnum):
     RECORD_DELAY_REASON = "record_delay_reason"
     RECORD_LEARNING = "record_learning"
     WITHDRAW = "withdraw"
+    REVIEW_ACTIONS = "review_actions"
     VIEW_DETAILS = "view_details"
 
 
@@ -38,6 +39,7 @@ BUTTON_LABELS = {
     ActionId.RECORD_DELAY_REASON: "Give reason for delay",
     ActionId.RECORD_LEARNING: "Record learning",
     ActionId.WITHDRAW: "Withdraw",
+    ActionId.REVIEW_ACTIONS: "Review agreed actions",
     ActionId.VIEW_DETAILS: "View details",
 }
 

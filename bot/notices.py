@@ -417,6 +417,183 @@ class Notices:
             people.append(practitioner)
         return people
 
+    # ---- the timekeeper's events -----------------------------------------------------------
+
+    def _timer_people(self, dispute: Dispute, step_id: str, now: datetime) -> list[Person]:
+        """Who a step's nudges go to: its side's current actors (both sides for a joint step)."""
+        state = next((s for s in dispute.steps if s.step_id == step_id and s.is_open), None)
+        who = dispute.step_def(state).who if state is not None else "both"
+        sides = [who] if who in ("raising", "receiving") else ["raising", "receiving"]
+        people: list[Person] = []
+        for side in sides:
+            people += [p for p in dispute.actors(self.directory, side) if p not in people]
+        return people + [p for p in self._on_call(dispute, now) if p not in people]
+
+    def _on_call(self, dispute: Dispute, now: datetime) -> list[Person]:
+        """Out of hours, an immediate-risk dispute also goes to both agencies' on-call route."""
+        if "urgent" not in dispute.flags or self.calendar.in_working_hours(now):
+            return []
+        route = dispute.policy.out_of_hours.route
+        people: list[Person] = []
+        for side in ("raising", "receiving"):
+            people += [
+                p
+                for p in self.directory.role_holders(dispute.agency_of(side), route)
+                if p not in people
+            ]
+        return people
+
+    def _step_title(self, dispute: Dispute, event: Event) -> str:
+        stage = dispute.policy.stage(event.data["stage"])
+        return next(s.title for s in stage.steps if s.id == event.data["step"])
+
+    def _on_ReminderSent(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+        due = self.when(datetime.fromisoformat(event.data["due"]), now)
+        title = self._step_title(dispute, event)
+        out = self.direct(
+            self._timer_people(dispute, event.data["step"], now),
+            dispute,
+            f"Reminder: {dispute.ref} - '{title}' is due by {due}.",
+            buttons=PARTY_BUTTONS,
+        )
+        out.append(self.in_thread(dispute, f"Reminder: the current step is due by {due}."))
+        return out
+
+    def _on_StepDueToday(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+        due = self.when(datetime.fromisoformat(event.data["due"]), now)
+        title = self._step_title(dispute, event)
+        out = self.direct(
+            self._timer_people(dispute, event.data["step"], now),
+            dispute,
+            f"Due today: {dispute.ref} - '{title}' is due by {due}.",
+            buttons=PARTY_BUTTONS,
+        )
+        out.append(self.in_thread(dispute, f"Due today: the current step is due by {due}."))
+        return out
+
+    def _on_DeadlineBreached(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+        due = self.when(datetime.fromisoformat(event.data["due"]), now)
+        title = self._step_title(dispute, event)
+        if event.data.get("will_escalate"):
+            grace = dispute.policy.escalation.grace.describe()
+            then = (
+                f"It will be escalated to the next stage automatically in {grace} unless it moves."
+            )
+        elif dispute.stage < dispute.policy.last_stage:
+            then = "Please escalate it to the next stage, or record why not."
+        else:
+            then = (
+                "This is the final stage: please agree the outcome or record the reason for delay."
+            )
+        out = self.direct(
+            self._timer_people(dispute, event.data["step"], now),
+            dispute,
+            f"Overdue: {dispute.ref} - '{title}' was due by {due}. {then}",
+            buttons=(ActionId.ESCALATE, ActionId.PROPOSE_RESOLUTION, ActionId.ADD_NOTE),
+        )
+        if dispute.stage < dispute.policy.last_stage:
+            told = {m.recipient.id for m in out}
+            following = dispute.policy.stage(dispute.stage + 1)
+            coming: list[Person] = []
+            for side in ("raising", "receiving"):
+                coming += [
+                    p
+                    for p in dispute.actors(self.directory, side, following.number)
+                    if p not in coming and p.id not in told
+                ]
+            out += self.direct(
+                coming,
+                dispute,
+                f"For your information: {dispute.ref} is overdue at stage {dispute.stage} and may "
+                f"come to you at stage {following.number} ({following.name}).",
+                buttons=(ActionId.VIEW_DETAILS,),
+            )
+        out.append(self.in_thread(dispute, f"Overdue: the step due by {due} was not done in time."))
+        return out
+
+    def _on_OverallTargetBreached(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
+        target = dispute.policy.overall_target
+        rule = target.deadline.describe() if target else "the overall target"
+        if event.data.get("reason_required"):
+            # The escalating (raising) agency owes the record of why it is taking longer.
+            out = self.direct(
+                dispute.actors(self.directory, "raising"),
+                dispute,
+                f"{dispute.ref} has passed the policy's overall target ({rule}). The policy asks "
+                "for a recorded reason for the delay and confirmation that the child or adult "
+                "remains safe.",
+                buttons=(ActionId.RECORD_DELAY_REASON, ActionId.VIEW_DETAILS),
+            )
+        else:
+            out = self.direct(
+                dispute.parties(self.directory),
+                dispute,
+                f"{dispute.ref} has passed the policy's overall target ({rule}).",
+                buttons=(ActionId.VIEW_DETAILS,),
+            )
+        out.append(self.in_thread(dispute, f"Past the overall target ({rule})."))
+        return out
+
+    def _on_AutoEscalationSkipped(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
+        return [self.in_thread(dispute, "Overdue, and there is no further stage to escalate to.")]
+
+    # ---- check-backs ---------------------------------------------------------------------
+
+    def _on_ActionReviewDue(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+        assert dispute.resolution is not None
+        items = [a for a in dispute.resolution.actions if a.id in event.data["actions"]]
+        people = dispute.parties(self.directory)
+        for item in items:
+            owner = self.directory.get(item.owner)
+            if owner is not None and owner not in people:
+                people.append(owner)
+        out = self.direct(
+            people,
+            dispute,
+            f"Check-back on {dispute.ref}: the agreed actions below were due for review. Were "
+            "they implemented? If not, the dispute can be reopened.",
+            facts=[
+                (
+                    f"Action {item.id}",
+                    f"{item.description} (owner {self.name(item.owner)}, review "
+                    f"{item.review_date:%a} {item.review_date.day} {item.review_date:%b})",
+                )
+                for item in items
+            ],
+            buttons=(ActionId.REVIEW_ACTIONS, ActionId.VIEW_DETAILS),
+        )
+        out.append(self.in_thread(dispute, "Check-back: agreed actions are due for review."))
+        return out
+
+    def _on_ActionsImplemented(
+        self, dispute: Dispute, event: Event, now: datetime
+    ) -> list[Message]:
+        return [
+            self.in_thread(
+                dispute,
+                f"Agreed actions confirmed as implemented by {self.name(event.actor)}.",
+            )
+        ]
+
+    def _on_DisputeReopened(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
+        stage = dispute.current_stage
+        step = dispute.next_due
+        by = f" Next deadline: {self.when(step.due_at, now)}." if step else ""
+        out = self.direct(
+            dispute.parties(self.directory),
+            dispute,
+            f"{dispute.ref} has been reopened at stage {stage.number} ({stage.name}) by "
+            f"{self.name(event.actor)}: the agreed actions were not implemented.{by}",
+            facts=[("Reason", event.data["reason"])],
+            buttons=PARTY_BUTTONS,
+        )
+        out.append(self.in_thread(dispute, f"Reopened at stage {stage.number}."))
+        return out
+
     def _agency(self, dispute: Dispute, side: str) -> str:
         return self.directory.agency_name(dispute.agency_of(side))
 
@@ -431,6 +608,8 @@ ROOT_EVENTS = {
     "DisputeClosed",
     "Acknowledged",
     "ExceptionalRouteTaken",
+    "DeadlineBreached",
+    "DisputeReopened",
 }
 
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from bot import timers
 from bot.clock import Clock
 from bot.config import Partnership
+from bot.digest import build_digest
 from bot.directory import Directory, Person
 from bot.disputes import Action, Dispute, DisputeDetails, DisputeError, NotAllowed, open_dispute
 from bot.messages import Message
@@ -21,6 +23,15 @@ from bot.policy import PlannedStep, plan_timeline
 from store.repository import Conflict, NotFound, Store
 
 RETRIES = 3
+
+
+@dataclass
+class TickReport:
+    """What one tick of the timekeeper did."""
+
+    fired: int = 0
+    conflicts: int = 0
+    digest: bool = False
 
 
 @dataclass
@@ -114,7 +125,12 @@ class Service:
                 )
                 messages = self.notices().for_events(dispute, dispute.new_events, now)
                 self.store.save(
-                    session, dispute, messages, participants=self._participants(dispute), now=now
+                    session,
+                    dispute,
+                    messages,
+                    participants=self._participants(dispute),
+                    wake_at=self._wake(dispute),
+                    now=now,
                 )
         except DisputeError as exc:
             return Outcome(False, _sentence(str(exc)))
@@ -146,7 +162,7 @@ class Service:
                         changed, text = handler(self, dispute, person, now, **kwargs)
                     except NotAllowed as exc:
                         # The refusal itself is part of the record.
-                        self.store.save(session, dispute, now=now)
+                        self.store.save(session, dispute, wake_at=self._wake(dispute), now=now)
                         return Outcome(False, f"Sorry, you can't do that: {exc}.", dispute)
                     messages = (
                         self.notices().for_events(dispute, dispute.new_events, now)
@@ -158,6 +174,7 @@ class Service:
                         dispute,
                         messages,
                         participants=self._participants(dispute),
+                        wake_at=self._wake(dispute),
                         now=now,
                     )
                     return Outcome(True, text, dispute, changed, messages)
@@ -198,6 +215,62 @@ class Service:
         return plan_timeline(
             self.partnership.policy, start or self.clock.now(), self.partnership.calendar
         )
+
+    # ---- the timekeeper -------------------------------------------------------------------
+
+    def _wake(self, dispute: Dispute) -> datetime | None:
+        return timers.next_wakeup(dispute, self.partnership.calendar)
+
+    def tick(self, limit: int = 100) -> TickReport:
+        """Set off every timer that has come (reminders, breaches, escalations) and the digest."""
+        now = self.clock.now()
+        report = TickReport()
+        with self.store.unit() as session:
+            refs = self.store.due_for_timers(session, now=now, limit=limit)
+        for ref in refs:
+            try:
+                report.fired += self._tick_one(ref, now)
+            except Conflict:
+                # Someone acted on it at the same moment; its new wake-up time brings it back.
+                report.conflicts += 1
+        report.digest = self.send_digest_if_due(now)
+        return report
+
+    def _tick_one(self, ref: str, now: datetime) -> int:
+        with self.store.unit() as session:
+            dispute = self.store.load(session, ref, lock=True)
+            fired = timers.fire_due(dispute, self.directory, self.partnership.calendar, now)
+            messages = self.notices().for_events(dispute, dispute.new_events, now)
+            self.store.save(
+                session,
+                dispute,
+                messages,
+                participants=self._participants(dispute),
+                wake_at=self._wake(dispute),
+                now=now,
+            )
+        return fired
+
+    def digest_message(self, now: datetime | None = None) -> Message:
+        """The oversight digest: breached disputes and those due within a working day."""
+        now = now or self.clock.now()
+        with self.store.unit() as session:
+            disputes = self.store.open_disputes(session, self.partnership.id)
+        return build_digest(disputes, self.notices(), now)
+
+    def send_digest_if_due(self, now: datetime) -> bool:
+        """Queue today's digest once, at the configured time, on working days only."""
+        p = self.partnership
+        local = p.calendar.local(now)
+        if not p.calendar.is_working_day(local.date()) or local.time() < p.config.digest_time:
+            return False
+        message = self.digest_message(now)
+        with self.store.unit() as session:
+            if not self.store.run_once(session, f"digest:{p.id}:{local.date()}", now=now):
+                return False
+            message.key = f"digest:{p.id}:{local.date()}"
+            self.store.enqueue(session, [message], now=now)
+        return True
 
     def _participants(self, dispute: Dispute) -> dict[str, str]:
         out = {
@@ -315,6 +388,23 @@ def _close(s: Service, d: Dispute, p: Person, now: datetime, *, reason: str) -> 
     return True, f"{d.ref} is closed."
 
 
+def _review_actions(
+    s: Service,
+    d: Dispute,
+    p: Person,
+    now: datetime,
+    *,
+    implemented: bool,
+    reason: str | None = None,
+) -> tuple[bool, str]:
+    d.review_actions(
+        p, s.directory, s.partnership.calendar, now, implemented=implemented, reason=reason
+    )
+    if implemented:
+        return True, f"Thank you: the agreed actions of {d.ref} are recorded as implemented."
+    return True, f"{d.ref} is reopened at stage {d.stage}; the parties have been told."
+
+
 _HANDLERS: dict[Action, Callable[..., tuple[bool, str]]] = {
     Action.ACKNOWLEDGE: _acknowledge,
     Action.ADD_NOTE: _add_note,
@@ -324,6 +414,7 @@ _HANDLERS: dict[Action, Callable[..., tuple[bool, str]]] = {
     Action.RECORD_DELAY_REASON: _delay,
     Action.RECORD_LEARNING: _learning,
     Action.WITHDRAW: _withdraw,
+    Action.REVIEW_ACTIONS: _review_actions,
     Action.CLOSE: _close,
 }
 

@@ -80,6 +80,8 @@ class DisputeRow(Base):
     category: Mapped[str] = mapped_column(String(64))
     immediate_risk: Mapped[bool] = mapped_column(Boolean, default=False)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # When the timekeeper next has something to do for this dispute (reminder, breach...).
+    wake_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     opened_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
@@ -243,3 +245,12 @@ class ParticipantRow(Base):
     )
     person_id: Mapped[str] = mapped_column(String(64), index=True)
     relation: Mapped[str] = mapped_column(String(16))
+
+
+class ScheduledRunRow(Base):
+    """A scheduled job that has run for a given day (the digest): once, whatever the replicas."""
+
+    __tablename__ = "scheduled_runs"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    done_at: Mapped[datetime]

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.disputes import OPEN_STATUSES, Dispute, Event, from_data, to_data
@@ -31,6 +34,7 @@ from store.models import (
     ParticipantRow,
     PersonSeenRow,
     PolicySnapshotRow,
+    ScheduledRunRow,
 )
 
 GENESIS = "0" * 64
@@ -113,16 +117,17 @@ class Store:
     def next_ref(self, session: Session, prefix: str, year: int) -> str:
         """The next dispute reference, e.g. WST-2026-0007, unique even across replicas."""
         name = f"{prefix}-{year}"
+        # One upsert, not UPDATE-then-INSERT: two replicas taking the first number of a year
+        # at once both found no row and both inserted, and one failed on the primary key.
+        insert = pg_insert if self.is_postgres else sqlite_insert
         bumped = session.execute(
-            update(CounterRow)
-            .where(CounterRow.name == name)
-            .values(value=CounterRow.value + 1)
+            insert(CounterRow)
+            .values(name=name, value=1)
+            .on_conflict_do_update(
+                index_elements=[CounterRow.name], set_={"value": CounterRow.value + 1}
+            )
             .returning(CounterRow.value)
-        ).scalar_one_or_none()
-        if bumped is None:
-            session.add(CounterRow(name=name, value=1))
-            session.flush()
-            bumped = 1
+        ).scalar_one()
         return f"{prefix}-{year}-{bumped:04d}"
 
     # ---- disputes -----------------------------------------------------------------------
@@ -139,6 +144,8 @@ class Store:
         return cached
 
     def _row(self, session: Session, ref: str, *, lock: bool) -> DisputeRow:
+        # References are typed by people: every lookup (not only `load`) ignores case and spaces.
+        ref = ref.strip().upper()
         query = select(DisputeRow).where(DisputeRow.ref == ref)
         if lock and self.is_postgres:
             query = query.with_for_update()
@@ -154,6 +161,7 @@ class Store:
 
     def exists(self, session: Session, ref: str) -> bool:
         """Whether a dispute with this reference exists."""
+        ref = ref.strip().upper()
         return (
             session.execute(select(DisputeRow.id).where(DisputeRow.ref == ref)).first() is not None
         )
@@ -165,6 +173,7 @@ class Store:
         messages: Iterable[Message] = (),
         *,
         participants: dict[str, str] | None = None,
+        wake_at: datetime | None = None,
         now: datetime,
     ) -> list[StoredEvent]:
         """Save the dispute's state, its new events (chained) and its messages, atomically."""
@@ -198,6 +207,7 @@ class Store:
             "category": dispute.details.category,
             "immediate_risk": dispute.details.immediate_risk,
             "next_due_at": next_due.due_at if next_due and dispute.is_open else None,
+            "wake_at": wake_at,
             "opened_at": dispute.opened_at,
             "closed_at": dispute.closed_at,
             "updated_at": now,
@@ -320,6 +330,43 @@ class Store:
     def count_disputes(self, session: Session) -> int:
         """How many disputes there are."""
         return session.execute(select(func.count(DisputeRow.id))).scalar_one()
+
+    # ---- the timekeeper -------------------------------------------------------------
+
+    def due_for_timers(self, session: Session, *, now: datetime, limit: int = 100) -> list[str]:
+        """References of disputes whose next timer has come, soonest first."""
+        query = (
+            select(DisputeRow.ref)
+            .where(DisputeRow.wake_at.is_not(None), DisputeRow.wake_at <= now)
+            .order_by(DisputeRow.wake_at)
+            .limit(limit)
+        )
+        return list(session.execute(query).scalars())
+
+    def open_disputes(self, session: Session, partnership_id: str) -> list[Dispute]:
+        """Every open dispute of a partnership, soonest deadline first (for the digest)."""
+        rows = session.execute(
+            select(DisputeRow)
+            .where(
+                DisputeRow.partnership_id == partnership_id,
+                DisputeRow.status.in_([s.value for s in OPEN_STATUSES]),
+            )
+            .order_by(DisputeRow.next_due_at)
+        ).scalars()
+        return [
+            from_data(r.state, self.policy(session, r.policy_fingerprint), r.version) for r in rows
+        ]
+
+    def run_once(self, session: Session, key: str, *, now: datetime) -> bool:
+        """Claim a once-only scheduled run; False if it already ran (here or on a replica)."""
+        if session.get(ScheduledRunRow, key) is not None:
+            return False
+        try:
+            with session.begin_nested():
+                session.add(ScheduledRunRow(key=key, done_at=now))
+        except IntegrityError:
+            return False
+        return True
 
     # ---- outbox ---------------------------------------------------------------------
 
