@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,7 +19,8 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from bot.config import Settings, load_partnership
-from bot.yamlsource import ConfigError
+from bot.policy import PRESETS
+from bot.yamlsource import ConfigError, Problem
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return status
+    except BrokenPipeError:
+        # The reader went away (`escalation-bot timeline ... | head -1`): stop quietly with the
+        # status a SIGPIPE'd tool has, instead of a traceback.
+        _discard_stdout()
+        return 141
     except ConfigError as exc:
         print("The configuration has problems:", file=sys.stderr)
         for problem in exc.problems:
@@ -34,6 +46,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _discard_stdout() -> None:
+    # Point stdout at /dev/null so what is still buffered cannot raise again at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass  # stdout is not a real file (captured in tests): nothing will flush to a pipe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("policies", help="list the policy presets and their stages")
     p.set_defaults(func=_policies)
+
+    p = sub.add_parser(
+        "demo", help="watch one dispute run from intake to check-back on a simulated clock"
+    )
+    p.add_argument(
+        "--policy", default="wolverhampton", choices=sorted(PRESETS), help="which preset to run"
+    )
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser(
         "timeline", help="a policy's deadlines with real dates, if each step takes its full time"
@@ -156,9 +186,12 @@ def _policies(args: argparse.Namespace) -> int:
     return 0
 
 
-def _timeline(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def _timeline(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from bot.policy import load_policy, plan_timeline
     from bot.workdays import WorkingCalendar, format_when
+
+    # Looked up now, not bound at import: whoever replaced sys.stdout since (tests) is honoured.
+    out = out or sys.stdout
 
     policy = load_policy(args.policy, Path.cwd())
     tz = ZoneInfo(policy.timezone)
@@ -216,7 +249,7 @@ def _timeline(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def _directory_import(args: argparse.Namespace) -> int:
     from bot.directory import parse_directory, people_from_csv
-    from bot.yamlsource import Located, Problem, load_yaml_file
+    from bot.yamlsource import Located, load_yaml_file
 
     csv_path = Path(args.csv)
     try:
@@ -226,6 +259,7 @@ def _directory_import(args: argparse.Namespace) -> int:
             [Problem(str(csv_path), None, "", f"cannot read the file ({exc.strerror})")]
         ) from exc
     rows = people_from_csv(text, file=str(csv_path))
+    row_lines = _csv_row_lines(text)
     if args.directory:
         target = Path(args.directory)
     else:
@@ -237,17 +271,25 @@ def _directory_import(args: argparse.Namespace) -> int:
     people = list(data.get("people") or [])
     index = {p.get("id"): i for i, p in enumerate(people) if isinstance(p, dict)}
     added = updated = 0
-    for row in rows:
-        if row["id"] in index:
+    origin: dict[int, int] = {}  # place in `people` -> the CSV line it came from
+    for row, line in zip(rows, row_lines, strict=True):
+        # .get: a row with no id is reported by validation below, at its line, not a KeyError.
+        if row.get("id") in index:
             people[index[row["id"]]] = {**people[index[row["id"]]], **row}
+            origin[index[row["id"]]] = line
             updated += 1
         else:
-            index[row["id"]] = len(people)
+            index[row.get("id")] = len(people)
+            origin[len(people)] = line
             people.append(row)
             added += 1
     data["people"] = people
-    merged = Located(str(csv_path), data, {})
-    parse_directory(merged)  # validate before writing anything
+    merged = Located(str(target), data, dict(located.lines))
+    try:
+        parse_directory(merged)  # validate before writing anything
+    except ConfigError as exc:
+        # A bad row is reported at its line of the CSV, with the CSV's column name.
+        raise ConfigError([_csv_problem(p, origin, str(csv_path)) for p in exc.problems]) from exc
     out_path = Path(args.out) if args.out else target
     if not args.out:
         target.with_suffix(target.suffix + ".bak").write_text(
@@ -258,6 +300,23 @@ def _directory_import(args: argparse.Namespace) -> int:
     if not args.out:
         print(f"The previous file is kept as {target}.bak.")
     return 0
+
+
+def _csv_row_lines(text: str) -> list[int]:
+    """The line each data row ends on, for the rows `people_from_csv` keeps (not blank ones)."""
+    reader = csv.reader(io.StringIO(text))
+    next(reader, None)  # the header
+    return [reader.line_num for row in reader if any(cell.strip() for cell in row)]
+
+
+_PERSON_FIELD = re.compile(r"^people\[(\d+)\]\.?(.*)$")
+
+
+def _csv_problem(problem: Problem, origin: dict[int, int], csv_file: str) -> Problem:
+    match = _PERSON_FIELD.match(problem.field)
+    if match is None or int(match.group(1)) not in origin:
+        return problem
+    return Problem(csv_file, origin[int(match.group(1))], match.group(2), problem.message)
 
 
 def _pick_person(core: Any, person_id: str | None, stdin: TextIO, out: TextIO) -> Any:
@@ -290,15 +349,19 @@ def _pick_person(core: Any, person_id: str | None, stdin: TextIO, out: TextIO) -
 def run_console(
     person_id: str | None,
     *,
-    stdin: TextIO = sys.stdin,
-    out: TextIO = sys.stdout,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
     settings: Settings | None = None,
     clock: Any = None,
+    timekeeper: bool = False,
 ) -> int:
-    """Chat in the terminal as a person from the directory."""
+    """Chat in the terminal as a person from the directory (with the tick running if asked)."""
+    stdin = stdin or sys.stdin
+    out = out or sys.stdout
     from bot.adapters.console import ConsoleChat, ConsolePlatform
     from bot.app import build_core
     from bot.outbox import Dispatcher
+    from bot.scheduler import Timekeeper
 
     core = build_core(settings or _settings(), clock=clock)
     try:
@@ -306,13 +369,29 @@ def run_console(
         platform = ConsolePlatform(out, lambda: core.service.directory)
         dispatcher = Dispatcher(core.store, [platform], core.service.clock)
         chat = ConsoleChat(core.conversations, dispatcher, platform, person, stdin=stdin)
-        return asyncio.run(chat.run())
+        ticker = Timekeeper(core.service, dispatcher, core.settings.tick_seconds)
+
+        async def main() -> int:
+            if timekeeper:
+                ticker.start()
+            try:
+                return await chat.run()
+            finally:
+                ticker.stop()
+
+        return asyncio.run(main())
     finally:
         core.store.dispose()
 
 
 def _chat(args: argparse.Namespace) -> int:
-    return run_console(args.person)
+    return run_console(args.person, timekeeper=True)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bot.demo import run_demo
+
+    return run_demo(args.policy, sys.stdout)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -321,7 +400,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(
             "No Slack or Teams credentials are set, so the bot runs here in the terminal (the console platform)."
         )
-        return run_console(args.person, settings=settings)
+        return run_console(args.person, settings=settings, timekeeper=True)
     print(
         "Slack and Teams support is not built yet; unset SLACK_BOT_TOKEN and MICROSOFT_APP_ID to use the console.",
         file=sys.stderr,

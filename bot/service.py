@@ -265,6 +265,8 @@ class Service:
         if not p.calendar.is_working_day(local.date()) or local.time() < p.config.digest_time:
             return False
         message = self.digest_message(now)
+        if not message.facts:
+            return False  # nothing near breach: no post, so the channel stays worth reading
         with self.store.unit() as session:
             if not self.store.run_once(session, f"digest:{p.id}:{local.date()}", now=now):
                 return False
