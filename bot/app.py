@@ -5,11 +5,14 @@ Nothing is built at import time; everything starts here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bot.adapters.base import Platform
 from bot.clock import Clock, SystemClock
 from bot.config import Partnership, Settings, load_partnership
 from bot.conversation import Conversations
+from bot.outbox import Dispatcher
 from bot.service import Service
 from store import db
 from store.repository import Store
@@ -24,6 +27,15 @@ class Core:
     partnership: Partnership
     service: Service
     conversations: Conversations
+
+    def dispatcher(self, platforms: Sequence[Platform]) -> Dispatcher:
+        """The outbox sender for these platforms; parked messages are reported to the admins."""
+        return Dispatcher(
+            self.store,
+            platforms,
+            self.service.clock,
+            admins=lambda: [p.id for p in self.service.directory.holding("admin")],
+        )
 
 
 def build_core(settings: Settings, *, clock: Clock | None = None, migrate: bool = True) -> Core:

@@ -360,14 +360,13 @@ def run_console(
     out = out or sys.stdout
     from bot.adapters.console import ConsoleChat, ConsolePlatform
     from bot.app import build_core
-    from bot.outbox import Dispatcher
     from bot.scheduler import Timekeeper
 
     core = build_core(settings or _settings(), clock=clock)
     try:
         person = _pick_person(core, person_id, stdin, out)
         platform = ConsolePlatform(out, lambda: core.service.directory)
-        dispatcher = Dispatcher(core.store, [platform], core.service.clock)
+        dispatcher = core.dispatcher([platform])
         chat = ConsoleChat(core.conversations, dispatcher, platform, person, stdin=stdin)
         ticker = Timekeeper(core.service, dispatcher, core.settings.tick_seconds)
 
@@ -401,8 +400,11 @@ def _serve(args: argparse.Namespace) -> int:
             "No Slack or Teams credentials are set, so the bot runs here in the terminal (the console platform)."
         )
         return run_console(args.person, settings=settings, timekeeper=True)
-    print(
-        "Slack and Teams support is not built yet; unset SLACK_BOT_TOKEN and MICROSOFT_APP_ID to use the console.",
-        file=sys.stderr,
-    )
-    return 2
+    from bot.app import build_core
+    from bot.web import run_server
+
+    core = build_core(settings)
+    try:
+        return run_server(core)
+    finally:
+        core.store.dispose()

@@ -100,13 +100,36 @@ class Conversations:
         """Act on what a flow said: an immediate-risk answer pings the safeguarding lead now."""
         for notice in notices:
             if notice.urgent and not runner.state.context.get("risk_alerted"):
-                self.alert_immediate_risk(runner.ctx.person, user_key)
+                person = runner.ctx.person
+                answers = runner.state.answers
+                agency = person.agency if person else answers.get("own_agency")
+                if agency is None:
+                    # Not in the directory and no agency given yet: the intake tells them
+                    # again, and we alert, once they name their agency.
+                    continue
+                self.alert_immediate_risk(
+                    person,
+                    user_key,
+                    agency_id=agency,
+                    name=answers.get("own_name") or runner.ctx.display_name,
+                )
                 runner.state.context["risk_alerted"] = True
 
-    def alert_immediate_risk(self, person: Person | None, user_key: str) -> None:
+    def alert_immediate_risk(
+        self,
+        person: Person | None,
+        user_key: str,
+        *,
+        agency_id: str | None = None,
+        name: str | None = None,
+    ) -> None:
         """Tell the person's designated safeguarding lead (and on-call out of hours) at once."""
-        if person is None:
+        # Someone the directory does not know yet is alerted on by the agency they named.
+        agency_id = person.agency if person is not None else agency_id
+        if agency_id is None or agency_id not in self.service.directory.agencies:
             return
+        person_id = person.id if person is not None else None
+        who = person.name if person is not None else (name or "Someone not yet in the directory")
         s = self.service
         policy = s.partnership.policy
         now = s.clock.now()
@@ -117,14 +140,14 @@ class Conversations:
         for role in roles:
             people += [
                 p
-                for p in s.directory.role_holders(person.agency, role, for_person=person.id)
-                if p not in people and p.id != person.id
+                for p in s.directory.role_holders(agency_id, role, for_person=person_id)
+                if p not in people and p.id != person_id
             ]
-        agency = s.directory.agency_name(person.agency)
+        agency = s.directory.agency_name(agency_id)
         messages = [
             Message(
                 Recipient.person(p.id),
-                f"URGENT: {person.name} ({agency}) has just reported that a child or adult is at immediate "
+                f"URGENT: {who} ({agency}) has just reported that a child or adult is at immediate "
                 "risk of significant harm. Please contact them now. The disagreement is being logged and "
                 "you will get its reference.",
                 kind="direct",

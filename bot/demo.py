@@ -90,7 +90,12 @@ class Demo:
         self.store = Store(database_url)
         self.service = Service(self.store, partnership, self.clock)
         self.platform = ConsolePlatform(out, lambda: self.service.directory)
-        self.dispatcher = Dispatcher(self.store, [self.platform], self.clock)
+        self.dispatcher = Dispatcher(
+            self.store,
+            [self.platform],
+            self.clock,
+            admins=lambda: [p.id for p in directory.holding("admin")],
+        )
         self.timekeeper = Timekeeper(self.service, self.dispatcher)
         self.ref = ""
 

@@ -433,7 +433,12 @@ class Dispute:
                     break  # this branch is waiting on an open step
                 if step.id in started:
                     continue
-                anchor = self._anchor(step, calendar, last_done.get(branch) or last_done.get(None))
+                previous = last_done.get(branch) or last_done.get(None)
+                if branch == "exceptional" and branch not in last_done:
+                    # The route begins when it is taken (now, in `escalate`), not when the
+                    # stage whose steps failed began; plan_timeline counts it the same way.
+                    previous = now
+                anchor = self._anchor(step, calendar, previous)
                 due = self.policy.effective_due(step, anchor, calendar)
                 state = StepState(
                     stage=self.stage,

@@ -1,29 +1,38 @@
 """The dispatcher: sends saved messages through each recipient's platform, with retries.
 
-Messages were saved in the same transaction as their cause; this sends them after commit, in
-order, at least once, with the idempotency key stopping duplicates. Imports the store.
+Messages were saved in the same transaction as their cause. The dispatcher claims a batch
+with a short lease (one quick transaction; SKIP LOCKED on PostgreSQL so replicas share the
+work), sends each outside any transaction, and records the result in another quick one. A
+sender killed mid-way leaves its claims to lapse; whoever claims them next tells the platform
+the message may already have arrived, so it can avoid showing it twice.
+
+Within a dispute's channel thread, order holds: nothing is sent after a channel message of
+the same dispute that has not gone yet (the thread root first). After MAX_ATTEMPTS, or at
+once for a permanent failure, a message is parked and the partnership admins are told.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bot.adapters.base import Platform, SendFailed
 from bot.clock import Clock
-from bot.messages import Message
-from store.models import OutboxRow, ThreadRow
-from store.repository import Store
+from bot.messages import Message, Recipient
+from store.repository import ClaimedMessage, Store
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=5)
 MAX_DELAY = timedelta(hours=1)
+LEASE = timedelta(minutes=2)
+ALERT_PREFIX = "alert:"
 
 
 @dataclass
@@ -33,6 +42,7 @@ class DispatchReport:
     sent: int = 0
     retried: int = 0
     parked: int = 0
+    deferred: int = 0
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -45,86 +55,125 @@ def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
 class Dispatcher:
     """Claims pending messages and sends them."""
 
-    def __init__(self, store: Store, platforms: Sequence[Platform], clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        platforms: Sequence[Platform],
+        clock: Clock,
+        *,
+        admins: Callable[[], list[str]] = list,
+        worker: str | None = None,
+    ) -> None:
         self.store = store
         self.platforms = list(platforms)
         self.clock = clock
+        self.admins = admins
+        self.worker = worker or f"dispatcher-{uuid.uuid4().hex[:12]}"
 
     def platform_for(self, message: Message) -> Platform | None:
         """The first platform that can reach the recipient."""
         return next((p for p in self.platforms if p.can_reach(message)), None)
 
     async def run_once(self, limit: int = 100) -> DispatchReport:
-        """Send what is due now; each message is claimed, sent and marked in its own transaction."""
+        """Claim what is due now and send it, in order."""
         report = DispatchReport()
         now = self.clock.now()
         with self.store.unit() as session:
-            ids = [row.id for row in self.store.pending_messages(session, now=now, limit=limit)]
-        blocked: set[str] = set()
-        for row_id in ids:
-            await self._send_one(row_id, report, blocked)
+            batch = self.store.claim_messages(
+                session, now=now, lease=LEASE, worker=self.worker, limit=limit
+            )
+        for claimed in batch:
+            await self._send_one(claimed, report)
         return report
 
-    async def _send_one(self, row_id: int, report: DispatchReport, blocked: set[str]) -> None:
+    async def _send_one(self, claimed: ClaimedMessage, report: DispatchReport) -> None:
+        message = claimed.message
         now = self.clock.now()
+        platform = self.platform_for(message)
         with self.store.unit() as session:
-            query = select(OutboxRow).where(OutboxRow.id == row_id, OutboxRow.status == "pending")
-            if self.store.is_postgres:
-                query = query.with_for_update(skip_locked=True)
-            row = session.execute(query).scalar_one_or_none()
-            if row is None:
-                return  # another replica has it, or it was sent meanwhile
-            message = Message.from_data(row.payload)
-            platform = self.platform_for(message)
-            thread_key = f"{message.ref}:{platform.name if platform else '-'}"
-            if message.ref and thread_key in blocked:
-                return  # keep a thread in order: nothing after a message that failed
-            if platform is None:
-                row.status = "undeliverable"
-                row.last_error = "no platform can reach this recipient"
-                return
-            thread_id = None
-            if (
-                message.ref
-                and message.kind in ("thread", "thread_root")
-                and message.recipient.kind == "channel"
-            ):
-                thread = session.execute(
-                    select(ThreadRow).where(
-                        ThreadRow.dispute_ref == message.ref, ThreadRow.platform == platform.name
-                    )
-                ).scalar_one_or_none()
-                thread_id = thread.root_id if thread else None
-            try:
-                delivered = await platform.send(message, thread_id=thread_id)
-            except SendFailed as exc:
-                row.attempts += 1
-                row.last_error = exc.reason[:500]
-                if exc.permanent or row.attempts >= MAX_ATTEMPTS:
-                    row.status = "parked"
-                    report.parked += 1
-                    log.warning("message parked", extra={"ref": message.ref, "reason": exc.reason})
-                else:
-                    row.next_attempt_at = now + backoff(row.attempts, exc.retry_after)
-                    report.retried += 1
-                if message.ref:
-                    blocked.add(thread_key)
-                return
-            row.status = "sent"
-            row.sent_at = now
-            row.attempts += 1
-            report.sent += 1
-            if (
-                message.kind == "thread_root"
-                and delivered.thread_id
-                and thread_id is None
-                and message.ref
-            ):
-                session.add(
-                    ThreadRow(
-                        dispute_ref=message.ref,
-                        platform=platform.name,
-                        channel=message.recipient.id,
-                        root_id=delivered.thread_id,
-                    )
+            if self.store.earlier_unsent_in_thread(session, claimed):
+                # Keep the thread in order: try again once the earlier message has gone.
+                self.store.finish_message(
+                    session, claimed.id, worker=self.worker, status="pending", now=now
                 )
+                report.deferred += 1
+                return
+            thread_id = self._thread_id(session, message, platform) if platform else None
+        if platform is None:
+            self._park(claimed, "no platform can reach this recipient", report)
+            return
+        try:
+            delivered = await platform.send(
+                message, thread_id=thread_id, maybe_sent=claimed.maybe_sent
+            )
+        except SendFailed as exc:
+            attempts = claimed.attempts + 1
+            if exc.permanent or attempts >= MAX_ATTEMPTS:
+                self._park(claimed, exc.reason, report)
+                return
+            with self.store.unit() as session:
+                self.store.finish_message(
+                    session,
+                    claimed.id,
+                    worker=self.worker,
+                    status="pending",
+                    now=now,
+                    retry_at=now + backoff(attempts, exc.retry_after),
+                    error=exc.reason,
+                )
+            report.retried += 1
+            log.info("send failed; will retry", extra={"ref": message.ref, "reason": exc.reason})
+            return
+        with self.store.unit() as session:
+            if not self.store.finish_message(
+                session, claimed.id, worker=self.worker, status="sent", now=now
+            ):
+                log.warning(
+                    "lost the claim on a message while sending it", extra={"ref": message.ref}
+                )
+                return
+            if message.kind == "thread_root" and delivered.thread_id and thread_id is None:
+                assert message.ref is not None
+                self.store.save_thread_root(
+                    session, message.ref, platform.name, message.recipient.id, delivered.thread_id
+                )
+        report.sent += 1
+
+    def _thread_id(self, session: Session, message: Message, platform: Platform) -> str | None:
+        """The thread to post in: the dispute's root on this platform, for channel posts."""
+        if not message.ref or message.recipient.kind != "channel":
+            return None
+        if message.kind not in ("thread", "thread_root"):
+            return None
+        return self.store.thread_root(session, message.ref, platform.name)
+
+    def _park(self, claimed: ClaimedMessage, reason: str, report: DispatchReport) -> None:
+        """Stop trying, and tell the partnership admins (unless this was such an alert)."""
+        message = claimed.message
+        now = self.clock.now()
+        alerts: list[Message] = []
+        if not message.key.startswith(ALERT_PREFIX):
+            who = (
+                f"the #{message.recipient.id} channel"
+                if message.recipient.kind == "channel"
+                else message.recipient.id
+            )
+            about = f" about {message.ref}" if message.ref else ""
+            alerts = [
+                Message(
+                    Recipient.person(admin),
+                    f"A message for {who}{about} could not be delivered ({reason[:200]}). It has "
+                    "been set aside; please check that person's or channel's platform details.",
+                    ref=message.ref,
+                    kind="direct",
+                    key=f"{ALERT_PREFIX}{claimed.id}:{admin}",
+                )
+                for admin in self.admins()
+            ]
+        with self.store.unit() as session:
+            if self.store.finish_message(
+                session, claimed.id, worker=self.worker, status="parked", now=now, error=reason
+            ):
+                self.store.enqueue(session, alerts, now=now)
+        report.parked += 1
+        log.warning("message parked", extra={"ref": message.ref, "reason": reason})

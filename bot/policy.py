@@ -16,7 +16,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bot.workdays import NATIONS, WorkingCalendar
 from bot.yamlsource import (
@@ -63,6 +72,13 @@ class DeadlineRule(_Frozen):
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            # `deadline: 2` is the likeliest slip; pydantic alone would say "a valid dictionary".
+            raise ValueError(
+                f"{value} on its own is not a deadline; write the deadline as "
+                f"'{value} working days', '24 hours', 'same working day', 'immediately' "
+                "or 'no fixed timescale'"
+            )
         if isinstance(value, str):
             text = " ".join(value.strip().lower().split())
             for pattern, kind in _RULE_PATTERNS:
@@ -269,17 +285,27 @@ class Policy(_Frozen):
     after_resolution: AfterResolution = AfterResolution()
     stages: list[Stage] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _check(self) -> Policy:
-        numbers = [s.number for s in self.stages]
+    # Field validators, not one model validator: a problem is then reported at the field's own
+    # line of the file (`stages:`), where a model-level error had no field and said line 1.
+    @field_validator("stages")
+    @classmethod
+    def _numbered_in_order(cls, stages: list[Stage]) -> list[Stage]:
+        numbers = [s.number for s in stages]
         if numbers != list(range(1, len(numbers) + 1)):
             raise ValueError(f"stages must be numbered 1, 2, 3... in order; found {numbers}")
-        for kind, items in (("category", self.categories), ("out_of_scope", self.out_of_scope)):
-            ids = [c.id for c in items]
-            dupes = sorted({i for i in ids if ids.count(i) > 1})
-            if dupes:
-                raise ValueError(f"{kind} ids must be unique; repeated: {dupes}")
-        return self
+        return stages
+
+    @field_validator("categories", "out_of_scope")
+    @classmethod
+    def _unique_ids(
+        cls, items: list[Category] | list[OutOfScope], info: ValidationInfo
+    ) -> list[Category] | list[OutOfScope]:
+        ids = [c.id for c in items]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            kind = "category" if info.field_name == "categories" else "out_of_scope"
+            raise ValueError(f"{kind} ids must be unique; repeated: {dupes}")
+        return items
 
     def stage(self, number: int) -> Stage:
         """The stage with this number."""

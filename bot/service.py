@@ -274,6 +274,11 @@ class Service:
             self.store.enqueue(session, [message], now=now)
         return True
 
+    def claim_once(self, key: str) -> bool:
+        """True the first time `key` is claimed (a submitted form, say); False ever after."""
+        with self.store.unit() as session:
+            return self.store.run_once(session, key, now=self.clock.now())
+
     def _participants(self, dispute: Dispute) -> dict[str, str]:
         out = {
             p.id: "involved" for p in dispute.involved(self.directory) if not p.has_role("admin")

@@ -172,6 +172,10 @@ class OutboxRow(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # A sender's lease: while it runs, the row is theirs; once it lapses (the sender died),
+    # any replica may claim the row again.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None]
 
 
 class ConversationRefRow(Base):

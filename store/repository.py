@@ -10,10 +10,10 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, and_, delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +35,7 @@ from store.models import (
     PersonSeenRow,
     PolicySnapshotRow,
     ScheduledRunRow,
+    ThreadRow,
 )
 
 GENESIS = "0" * 64
@@ -73,6 +74,17 @@ def event_hash(
         default=str,
     )
     return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """An outbox message claimed for sending by one worker."""
+
+    id: int
+    dispute_id: int | None
+    message: Message
+    attempts: int
+    maybe_sent: bool  # a previous sender died mid-send: the platform may already have it
 
 
 @dataclass(frozen=True)
@@ -411,6 +423,92 @@ class Store:
         if self.is_postgres:
             query = query.with_for_update(skip_locked=True)
         return list(session.execute(query).scalars())
+
+    def claim_messages(
+        self, session: Session, *, now: datetime, lease: timedelta, worker: str, limit: int = 100
+    ) -> list[ClaimedMessage]:
+        """Claim messages to send: due ones, and ones whose sender's lease lapsed (it died)."""
+        due = or_(
+            and_(OutboxRow.status == "pending", OutboxRow.next_attempt_at <= now),
+            and_(OutboxRow.status == "sending", OutboxRow.claimed_until < now),
+        )
+        query = select(OutboxRow).where(due).order_by(OutboxRow.id).limit(limit)
+        if self.is_postgres:
+            query = query.with_for_update(skip_locked=True)
+        claimed = []
+        for row in session.execute(query).scalars():
+            claimed.append(
+                ClaimedMessage(
+                    id=row.id,
+                    dispute_id=row.dispute_id,
+                    message=Message.from_data(row.payload),
+                    attempts=row.attempts,
+                    maybe_sent=row.status == "sending",
+                )
+            )
+            row.status = "sending"
+            row.claimed_by = worker
+            row.claimed_until = now + lease
+            # Counted at the claim, so a message that crashes its sender is parked in the end.
+            row.attempts += 1
+        return claimed
+
+    def earlier_unsent_in_thread(self, session: Session, claimed: ClaimedMessage) -> bool:
+        """Whether an earlier channel message of the same dispute is still unsent."""
+        if claimed.dispute_id is None or claimed.message.recipient.kind != "channel":
+            return False
+        query = select(OutboxRow.id).where(
+            OutboxRow.dispute_id == claimed.dispute_id,
+            OutboxRow.recipient_kind == "channel",
+            OutboxRow.id < claimed.id,
+            OutboxRow.status.in_(("pending", "sending")),
+        )
+        return session.execute(query.limit(1)).first() is not None
+
+    def finish_message(
+        self,
+        session: Session,
+        message_id: int,
+        *,
+        worker: str,
+        status: str,
+        now: datetime,
+        retry_at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Record how a claimed send ended; False if the claim was lost to another sender."""
+        row = session.get(OutboxRow, message_id)
+        if row is None or row.status != "sending" or row.claimed_by != worker:
+            return False
+        row.status = status
+        row.claimed_by = None
+        row.claimed_until = None
+        if status == "sent":
+            row.sent_at = now
+        if retry_at is not None:
+            row.next_attempt_at = retry_at
+        if error is not None:
+            row.last_error = error[:500]
+        return True
+
+    def thread_root(self, session: Session, ref: str, platform: str) -> str | None:
+        """The id of a dispute's thread root on a platform, once posted."""
+        return session.execute(
+            select(ThreadRow.root_id).where(
+                ThreadRow.dispute_ref == ref, ThreadRow.platform == platform
+            )
+        ).scalar_one_or_none()
+
+    def save_thread_root(
+        self, session: Session, ref: str, platform: str, channel: str, root_id: str
+    ) -> None:
+        """Remember where a dispute's thread lives on a platform."""
+        session.add(ThreadRow(dispute_ref=ref, platform=platform, channel=channel, root_id=root_id))
+
+    def outbox_counts(self, session: Session) -> dict[str, int]:
+        """How many messages are in each state."""
+        rows = session.execute(select(OutboxRow.status, func.count()).group_by(OutboxRow.status))
+        return {status: count for status, count in rows}
 
     # ---- flows and people -------------------------------------------------------------
 

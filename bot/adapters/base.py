@@ -40,6 +40,12 @@ class Platform(Protocol):
         """Whether this platform can deliver to the message's recipient."""
         ...
 
-    async def send(self, message: Message, *, thread_id: str | None) -> Delivered:
-        """Deliver one message (in `thread_id` when given); raise SendFailed if it cannot."""
+    async def send(
+        self, message: Message, *, thread_id: str | None, maybe_sent: bool = False
+    ) -> Delivered:
+        """Deliver one message (in `thread_id` when given); raise SendFailed if it cannot.
+
+        `maybe_sent` says an earlier sender died mid-send: the platform may already have this
+        message (its `key` says which), and should not show it twice.
+        """
         ...

@@ -39,7 +39,9 @@ class ConsolePlatform:
         """The console shows every message."""
         return True
 
-    async def send(self, message: Message, *, thread_id: str | None) -> Delivered:
+    async def send(
+        self, message: Message, *, thread_id: str | None, maybe_sent: bool = False
+    ) -> Delivered:
         """Print the message with who it is for."""
         self.show(message)
         message_id = f"console-{next(self._ids)}"

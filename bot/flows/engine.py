@@ -260,7 +260,9 @@ def parse_answer(
             raw = default
         elif not q.required:
             return None, None
-        elif raw is None or raw == "":
+        else:
+            # A required question cannot be skipped: "skip" or "n/a" was being stored as the
+            # answer itself (a decision disputed of "skip", a case reference of "none").
             return None, f"Please answer: {q.prompt}"
     value: Any
     if q.kind in ("yes_no", "confirm"):

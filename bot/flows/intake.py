@@ -170,6 +170,10 @@ def _after(question_id: str, value: Any, answers: Answers, ctx: FlowContext) -> 
     if question_id == "immediate_risk" and value:
         agency = ctx.person.agency if ctx.person else None
         return Notice(immediate_risk_guidance(ctx, agency), urgent=True)
+    if question_id == "own_agency" and ctx.person is None and answers.get("immediate_risk"):
+        # Someone the directory did not know reported immediate risk before we knew their
+        # agency: now that we do, name its safeguarding lead (Conversations tells them at once).
+        return Notice(immediate_risk_guidance(ctx, value), urgent=True)
     if question_id == "scope" and value != IN_SCOPE:
         match = next((o for o in ctx.policy.out_of_scope if o.id == value), None)
         if match is not None:

@@ -313,9 +313,9 @@ BROKEN = {
     ),
     "yaml-syntax-in-directory": (
         "directory.yaml",
-        "  - {id: wmp, name: \"West Midlands Police\", kind: police",
-        "  - {id: wmp, name: \"West Midlands Police\" kind: police",
-        "not valid YAML: ",
+        '  - {id: wmp, name: "West Midlands Police", kind: police',
+        '  - {id: wmp, name: "West Midlands Police" kind: police',
+        "not valid YAML: expected ',' or '}', but got '<scalar>'",
     ),
 }
 

@@ -1,8 +1,9 @@
 """The console end to end: typed lines in, the transcript out, the store checked afterwards.
 
 `ConsoleChat` is driven on the `core` fixtures (a real database and the simulated clock) with
-StringIO for stdin and stdout; `run_console` and the installed `escalation-bot chat` command
-are driven the same way, as someone would at a terminal.
+StringIO for stdin and stdout; `run_console` takes the simulated clock too; `chat` through
+`bot.cli.main` and the installed `python -m bot` run on the real clock, so only what does not
+depend on the day is checked there.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from bot.adapters.console import ConsoleChat, ConsolePlatform
 from bot.app import Core
-from bot.cli import run_console
+from bot.cli import main, run_console
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.conversation import Conversations
@@ -329,34 +331,29 @@ def test_run_console_logs_a_dispute_on_the_simulated_clock(tmp_path: Path) -> No
     assert "WST-2026-0001: stage 1 (Practitioners), open, next deadline Tue 1 Dec, 17:00" in text
 
 
-def test_the_chat_command_logs_a_dispute_from_piped_input(tmp_path: Path) -> None:
-    # The installed entry point reads the real clock, so only what does not depend on the day
-    # is checked here.
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
-        "ESCALATION_CONFIG": str(EXAMPLE_CONFIG),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "chat", "--as", "amara.okafor"],
-        input="".join(f"{line}\n" for line in [*LOG_AS_AMARA, "list"]),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=120,
-        check=False,
+def test_the_chat_command_logs_a_dispute_from_piped_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `escalation-bot chat` reads the real clock, so only what does not depend on the day is
+    # checked here; the tests above pin the dates with the simulated clock.
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("ESCALATION_CONFIG", str(EXAMPLE_CONFIG))
+    monkeypatch.setattr(
+        sys, "stdin", io.StringIO("".join(f"{x}\n" for x in [*LOG_AS_AMARA, "list"]))
     )
-    assert result.returncode == 0, result.stderr
-    text = flat(result.stdout)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["chat", "--as", "amara.okafor"]) == 0
+    text = flat(out.getvalue())
     assert re.search(
         r"Logged as WST-\d{4}-0001\. Next deadline: \w{3} \d{1,2} \w{3}, 17:00\.", text
     )
-    assert "── to Ben Carter (Royal Wolverhampton NHS Trust)" in result.stdout
+    assert "── to Ben Carter (Royal Wolverhampton NHS Trust)" in out.getvalue()
     assert re.search(r"WST-\d{4}-0001: stage 1 \(Practitioners\), open", text)
 
 
-def test_the_chat_command_refuses_someone_not_in_the_directory(tmp_path: Path) -> None:
+def test_the_installed_command_refuses_someone_not_in_the_directory(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
@@ -374,3 +371,16 @@ def test_the_chat_command_refuses_someone_not_in_the_directory(tmp_path: Path) -
     )
     assert result.returncode != 0
     assert "Nobody in the directory has the id 'nobody.here'." in result.stderr
+
+
+async def test_the_raiser_views_the_details_with_a_numbered_button(core: Core) -> None:
+    transcript = await chat(core, "amara.okafor", [*LOG_AS_AMARA, "3"])
+    assert "[1] Add note  [2] Escalate  [3] View details" in transcript
+    details = flat(transcript.rsplit("── to you", 1)[1])
+    assert details.startswith("─")
+    assert (
+        "WST-2026-0001 Agencies: City of Wolverhampton Council - Children's Social Care and Royal Wolverhampton NHS Trust"
+        in details
+    )
+    assert "Stage: 1 of 4: Practitioners" in details
+    assert "Case reference: CS-204611" in details

@@ -1392,3 +1392,15 @@ def test_conversations_read_the_clock_they_are_given(core: Core, clock: FakeCloc
     clock.set(datetime(2027, 1, 4, 12, 0, tzinfo=UTC))
     conversations = Conversations(core.service)
     assert conversations.context(None).today == date(2027, 1, 4)
+
+
+def test_a_whole_form_from_someone_unknown_at_immediate_risk_pings_their_lead_once(
+    core: Core,
+) -> None:
+    runner = core.conversations.resume("teams:new", None, display_name="Zed Okoro")
+    errors, notices = runner.answer_all({**GOOD_INTAKE, "immediate_risk": "yes", "own_name": ""})
+    assert errors == {}
+    assert all(n.urgent for n in notices) and len(notices) == 2
+    core.conversations.on_notices("teams:new", runner, notices)
+    assert len(to(core, "nadia.haddad")) == 1
+    assert dispute_count(core) == 0

@@ -459,10 +459,6 @@ def test_stages_numbered_one_then_three_are_refused(tmp_path: Path) -> None:
     assert "stages must be numbered 1, 2, 3... in order; found [1, 3]" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Policy._check is a model validator, so its problems have no field and line 1",
-)
 def test_stages_numbered_one_then_three_are_reported_at_the_stages(tmp_path: Path) -> None:
     text = VALID.replace("number: 2", "number: 3")
 
@@ -470,6 +466,34 @@ def test_stages_numbered_one_then_three_are_reported_at_the_stages(tmp_path: Pat
 
     assert problem.field.startswith("stages")
     assert problem.line in (line_of(text, "stages:"), line_of(text, "number: 3"))
+
+
+def test_repeated_category_ids_are_reported_at_the_categories(tmp_path: Path) -> None:
+    text = VALID.replace(
+        '  - {id: other, label: "Something else"}\n',
+        '  - {id: other, label: "Something else"}\n  - {id: other, label: "Another"}\n',
+    )
+
+    _, problem = refused(write(tmp_path, text))
+
+    assert problem.field == "categories"
+    assert problem.line == line_of(text, "categories:")
+    assert problem.message == "category ids must be unique; repeated: ['other']"
+
+
+def test_a_deadline_written_as_a_bare_number_says_how_to_write_it(tmp_path: Path) -> None:
+    text = VALID.replace("deadline: 2 working days", "deadline: 2", 1)
+    path = write(tmp_path, text)
+
+    message, problem = refused(path)
+
+    assert problem.field == "stages[0].steps[0].deadline"
+    assert problem.line == line_of(text, "deadline: 2")  # the first, changed, deadline
+    assert problem.message == (
+        "2 on its own is not a deadline; write the deadline as '2 working days', '24 hours', "
+        "'same working day', 'immediately' or 'no fixed timescale'"
+    )
+    assert message.startswith(f"{path}:{problem.line}: stages[0].steps[0].deadline: ")
 
 
 def test_a_stage_with_only_conditional_steps_is_reported_at_that_stage(tmp_path: Path) -> None:

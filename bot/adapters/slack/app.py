@@ -1,0 +1,419 @@
+"""The Slack side of the conversation: /escalate, its modals, buttons and App Home, with Bolt.
+
+Bolt runs with `process_before_response=True` (DESIGN.md: a bare ack then takes 1-2 ms), so
+each listener does its short piece of work (a query or one transaction) and acks; anything
+slow (posting to Slack) goes through the outbox, which the `kick` callback wakes at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.adapters.slack.blocks import (
+    acted_blocks,
+    clip,
+    escape,
+    flow_view,
+    home_view,
+    info_view,
+    message_blocks,
+    view_values,
+)
+from bot.conversation import Conversations, Reply
+from bot.directory import Person
+from bot.flows.engine import FlowRunner, Notice
+from bot.messages import ActionId, Message, Recipient
+
+log = logging.getLogger(__name__)
+
+INTAKE = "intake"
+ACTION_PREFIX = "action:"
+BUTTONS = re.compile("^(" + "|".join(a.value for a in ActionId) + ")$")
+COMMANDS = ("list", "status", "timeline", "help", "digest")
+
+
+class SlackConversations:
+    """Bolt listeners over the platform-neutral conversations."""
+
+    def __init__(self, conversations: Conversations, kick: Callable[[], None]) -> None:
+        self.conversations = conversations
+        self.service = conversations.service
+        self.kick = kick
+
+    # ---- who is this? -------------------------------------------------------------------
+
+    async def person(self, client: AsyncWebClient, user_id: str) -> tuple[Person | None, str]:
+        """The directory person behind a Slack user (found by email once), and a display name."""
+        person = self.service.identify(slack_id=user_id)
+        if person is not None:
+            return person, person.name
+        try:
+            info = await client.users_info(user=user_id)
+        except SlackApiError:
+            return None, "you"
+        profile = info["user"].get("profile", {})
+        name = profile.get("real_name") or info["user"].get("real_name") or "you"
+        email = profile.get("email")
+        person = self.service.identify(email=email) if email else None
+        if person is not None:
+            self.service.remember_person(
+                {**person.model_dump(mode="json", exclude_none=True), "slack_id": user_id}
+            )
+            person = self.service.identify(slack_id=user_id)
+        return person, str(name)
+
+    def remember_slack_id(self, person: Person, user_id: str) -> None:
+        """Keep a Slack id found by email, so it is looked up once only."""
+        self.service.remember_person(
+            {**person.model_dump(mode="json", exclude_none=True), "slack_id": user_id}
+        )
+
+    # ---- /escalate ----------------------------------------------------------------------
+
+    async def on_command(self, ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
+        """/escalate [list | status REF | timeline | digest | help]; bare, it opens the intake."""
+        text = (command.get("text") or "").strip()
+        verb = text.split()[0].lower() if text else ""
+        person, name = await self.person(client, command["user_id"])
+        if verb in COMMANDS:
+            reply = self.conversations.command(f"escalate {text}", person)
+            assert reply is not None
+            await ack(response_type="ephemeral", **_reply_payload(reply))
+            return
+        if verb not in ("", "new"):
+            await ack(
+                response_type="ephemeral",
+                text=f"I don't know '{escape(verb[:30])}'. Try /escalate help.",
+            )
+            return
+        user_key = f"slack:{command['user_id']}"
+        runner = self.conversations.resume(user_key, person, display_name=name)
+        await ack()
+        await client.views_open(
+            trigger_id=command["trigger_id"], view=self._intake_view(runner, [], {})
+        )
+
+    def _intake_view(
+        self, runner: FlowRunner, notices: list[Notice], metadata: dict[str, Any]
+    ) -> Any:
+        return flow_view(
+            runner,
+            callback_id=INTAKE,
+            title="Log a disagreement",
+            submit="Log it",
+            answers=runner.state.answers,
+            notices=notices,
+            metadata=metadata,
+            intro=(
+                "Log a professional disagreement with another agency's decision. "
+                "Only the parties and their managers see the details."
+            ),
+        )
+
+    def _lenient(self, runner: FlowRunner, values: dict[str, Any]) -> list[Notice]:
+        """Take whatever answers parse, to re-render the modal as the person fills it in."""
+        notices: list[Notice] = []
+        for q in runner.flow.questions:
+            if q.applies(runner.state.answers, runner.ctx) and values.get(q.id) not in (None, ""):
+                notices += runner.answer(q.id, values[q.id]).notices
+        runner.state.stopped = False  # a scope answer is explained on submit, inline
+        return notices
+
+    async def on_intake_change(
+        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """An answer in the intake modal changed: show urgent guidance, re-render what applies."""
+        await ack()
+        view = body["view"]
+        user_id = body["user"]["id"]
+        person, name = await self.person(client, user_id)
+        user_key = f"slack:{user_id}"
+        runner = self.conversations.resume(user_key, person, display_name=name, fresh=True)
+        notices = self._lenient(runner, view_values(view))
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        runner.state.context["risk_alerted"] = metadata.get("risk_alerted", False)
+        self.conversations.on_notices(user_key, runner, notices)
+        if runner.state.context.get("risk_alerted"):
+            metadata["risk_alerted"] = True
+            self.kick()
+        self.conversations.save(user_key, runner)
+        shown = [n for n in notices if n.urgent]
+        await client.views_update(
+            view_id=view["id"],
+            hash=view.get("hash"),
+            view=self._intake_view(runner, shown, metadata),
+        )
+
+    async def on_intake_submit(
+        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """The intake modal was submitted: errors inline, or the dispute is logged."""
+        view = body["view"]
+        user_id = body["user"]["id"]
+        person, name = await self.person(client, user_id)
+        user_key = f"slack:{user_id}"
+        runner = self.conversations.resume(user_key, person, display_name=name, fresh=True)
+        values = {**view_values(view), "confirm": "yes"}
+        errors, notices = runner.answer_all(values)
+        if runner.state.stopped:
+            # Out of scope: say which procedure applies, on the question that said so.
+            stop = next((n.text for n in notices if n.stop), "This is not for this procedure.")
+            await ack(response_action="errors", errors={"scope": clip(stop, 2000)})
+            return
+        if errors:
+            await ack(
+                response_action="errors", errors={k: clip(v, 2000) for k, v in errors.items()}
+            )
+            return
+        if not self.service.claim_once(f"slack-view:{view['id']}"):
+            await ack()  # a repeated submission of the same modal: it was logged the first time
+            return
+        outcome = self.conversations.finish_intake(
+            user_key, runner, platform_ids={"slack_id": user_id} if person is None else None
+        )
+        if not outcome.ok:
+            first = next(iter(view_values(view)), "scope")
+            await ack(response_action="errors", errors={first: clip(outcome.text, 2000)})
+            return
+        await ack()
+        self.kick()
+
+    # ---- buttons on messages ----------------------------------------------------------------
+
+    async def on_button(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A dispute button: act at once, or open the action's modal; refusals are private."""
+        await ack()
+        action = body["actions"][0]
+        button = ActionId(action["action_id"])
+        ref = str(action.get("value", ""))
+        user_id = body["user"]["id"]
+        channel = (body.get("container") or {}).get("channel_id") or (
+            body.get("channel") or {}
+        ).get("id")
+        message_ts = (body.get("container") or {}).get("message_ts")
+        person, _ = await self.person(client, user_id)
+        if person is None:
+            await self._private(
+                client,
+                channel,
+                user_id,
+                "You are not in the partnership directory, so you cannot act on disputes yet. "
+                "Please ask your partnership admin to add you.",
+            )
+            return
+        if button == ActionId.VIEW_DETAILS:
+            reply = self.conversations.status_reply(ref, person)
+            if not reply.ok:
+                await self._private(client, channel, user_id, reply.text)
+                return
+            message = reply.as_message(person.id)
+            await client.views_open(trigger_id=body["trigger_id"], view=info_view(ref, message))
+            return
+        flow = self.conversations.action_flow(button)
+        seen = self.service.view(ref, person.id)
+        if not seen.ok or seen.dispute is None:
+            await self._private(client, channel, user_id, seen.text)
+            return
+        refusal = seen.dispute.allowed(person, flow.action, self.service.directory)
+        if refusal is not None:
+            await self._private(client, channel, user_id, f"Sorry, you can't do that: {refusal}.")
+            return
+        if not flow.flow.questions:
+            outcome = self.conversations.run_action(ref, person, button, _instant(button))
+            await self._after(client, channel, user_id, message_ts, body, outcome.ok, outcome.text)
+            return
+        runner = FlowRunner(flow.flow, self.conversations.context(person))
+        metadata = {"ref": ref, "channel": channel, "ts": message_ts}
+        await client.views_open(
+            trigger_id=body["trigger_id"],
+            view=flow_view(
+                runner,
+                callback_id=f"{ACTION_PREFIX}{button.value}",
+                title=flow.flow.title,
+                submit="Save",
+                answers={},
+                notices=[],
+                metadata=metadata,
+                intro=f"{ref}",
+            ),
+        )
+
+    async def on_action_change(
+        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """An answer in an action modal changed: re-render the questions that now apply."""
+        await ack()
+        view = body["view"]
+        button = ActionId(view["callback_id"].removeprefix(ACTION_PREFIX))
+        person, _ = await self.person(client, body["user"]["id"])
+        if person is None:
+            return
+        flow = self.conversations.action_flow(button)
+        runner = FlowRunner(flow.flow, self.conversations.context(person))
+        self._lenient(runner, view_values(view))
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        await client.views_update(
+            view_id=view["id"],
+            hash=view.get("hash"),
+            view=flow_view(
+                runner,
+                callback_id=view["callback_id"],
+                title=flow.flow.title,
+                submit="Save",
+                answers=runner.state.answers,
+                notices=[],
+                metadata=metadata,
+                intro=str(metadata.get("ref", "")),
+            ),
+        )
+
+    async def on_action_submit(
+        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """An action modal was submitted: validate inline, then act."""
+        view = body["view"]
+        button = ActionId(view["callback_id"].removeprefix(ACTION_PREFIX))
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        user_id = body["user"]["id"]
+        person, _ = await self.person(client, user_id)
+        first = next(iter(view_values(view)), "text")
+        if person is None:
+            await ack(response_action="errors", errors={first: "You are not in the directory."})
+            return
+        flow = self.conversations.action_flow(button)
+        runner = FlowRunner(flow.flow, self.conversations.context(person))
+        errors, _ = runner.answer_all(view_values(view))
+        if errors:
+            await ack(
+                response_action="errors", errors={k: clip(v, 2000) for k, v in errors.items()}
+            )
+            return
+        outcome = self.conversations.run_action(
+            metadata["ref"], person, button, runner.state.answers
+        )
+        if not outcome.ok:
+            await ack(response_action="errors", errors={first: clip(outcome.text, 2000)})
+            return
+        await ack()
+        await self._after(
+            client, metadata.get("channel"), user_id, metadata.get("ts"), None, True, outcome.text
+        )
+
+    async def _after(
+        self,
+        client: AsyncWebClient,
+        channel: str | None,
+        user_id: str,
+        message_ts: str | None,
+        body: dict[str, Any] | None,
+        ok: bool,
+        text: str,
+    ) -> None:
+        """Show who acted and when on the message clicked; or explain privately."""
+        self.kick()
+        if not ok or channel is None or message_ts is None:
+            await self._private(client, channel, user_id, text)
+            return
+        original = (body or {}).get("message", {}).get("blocks")
+        if original is None:
+            await self._private(client, channel, user_id, text)
+            return
+        await client.chat_update(
+            channel=channel,
+            ts=message_ts,
+            text=clip(text, 3000),
+            blocks=acted_blocks(original, text),
+        )
+
+    async def _private(
+        self, client: AsyncWebClient, channel: str | None, user_id: str, text: str
+    ) -> None:
+        if channel:
+            await client.chat_postEphemeral(channel=channel, user=user_id, text=escape(text))
+
+    # ---- App Home -------------------------------------------------------------------------
+
+    async def on_home(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+        """A person's open disputes, their part in each, and the next deadline."""
+        user_id = event["user"]
+        person, _ = await self.person(client, user_id)
+        if person is None:
+            view = home_view(
+                "You are not in the partnership directory yet.",
+                [("To log a disagreement", "Type /escalate in any channel.")],
+            )
+        else:
+            now = self.service.clock.now()
+            notices = self.service.notices()
+            rows = [
+                (
+                    f"{d.ref}: stage {d.stage} ({d.current_stage.name})",
+                    f"{notices.agencies(d)}. You are {self.conversations.role_in(d, person)}. "
+                    f"Next deadline: {notices.next_deadline(d, now)}.",
+                )
+                for d in self.service.my_open(person.id)
+            ]
+            heading = f"Your open disputes ({len(rows)})" if rows else "You have no open disputes."
+            view = home_view(heading, rows)
+        await client.views_publish(user_id=user_id, view=view)
+
+
+def _instant(button: ActionId) -> dict[str, Any]:
+    """Answers for buttons whose action needs no questions."""
+    return {}
+
+
+def _reply_payload(reply: Reply) -> dict[str, Any]:
+    message = Message(Recipient.person("-"), reply.text, reply.facts, reply.buttons, kind="reply")
+    return {
+        "text": clip(escape(reply.text), 3000),
+        "blocks": [b.to_dict() for b in message_blocks(message)],
+    }
+
+
+def build_slack_app(
+    conversations: Conversations,
+    client: AsyncWebClient,
+    signing_secret: str,
+    kick: Callable[[], None],
+) -> AsyncApp:
+    """The Bolt app, its listeners wired to the conversations."""
+    app = AsyncApp(
+        client=client,
+        signing_secret=signing_secret,
+        process_before_response=True,
+        # Our own bot token; no OAuth install flow in this deployment.
+        token=client.token,
+    )
+    slack = SlackConversations(conversations, kick)
+
+    @app.middleware
+    async def drop_retries(
+        body: dict[str, Any], req: Any, resp: BoltResponse, next: Callable[[], Any]
+    ) -> BoltResponse | None:
+        # Slack resends events it thinks were missed; Bolt does not drop them (DESIGN.md).
+        if req.headers.get("x-slack-retry-num") and body.get("type") == "event_callback":
+            resp.status = 200
+            resp.body = ""
+            return resp
+        return await next()
+
+    app.command("/escalate")(slack.on_command)
+    app.block_action({"action_id": "value", "callback_id": INTAKE})(slack.on_intake_change)
+    app.block_action({"action_id": "value", "callback_id": re.compile(f"^{ACTION_PREFIX}")})(
+        slack.on_action_change
+    )
+    app.block_action(BUTTONS)(slack.on_button)
+    app.view(INTAKE)(slack.on_intake_submit)
+    app.view(re.compile(f"^{ACTION_PREFIX}"))(slack.on_action_submit)
+    app.event("app_home_opened")(slack.on_home)
+    return app
