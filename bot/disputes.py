@@ -950,6 +950,7 @@ def from_data(data: dict[str, Any], policy: Policy, version: int = 0) -> Dispute
                 "completed_at": _dt(s.get("completed_at")),
                 "breached_at": _dt(s.get("breached_at")),
                 "reminded_at": _dt(s.get("reminded_at")),
+                "fired": list(s.get("fired", [])),
             }
         )
         for s in data["steps"]

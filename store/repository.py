@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -394,7 +395,10 @@ class Store:
         """Save outgoing messages in the caller's transaction, each with an idempotency key."""
         for i, message in enumerate(messages):
             if not message.key:
-                message.key = f"{message.ref or 'none'}:{seq}:{i}:{message.recipient.kind}:{message.recipient.id}"
+                # A message caused by a dispute event is keyed by it (a retry of the same
+                # command cannot queue it twice); any other gets a key of its own.
+                cause = f"{message.ref}:{seq}" if message.ref and seq else uuid.uuid4().hex
+                message.key = f"{cause}:{i}:{message.recipient.kind}:{message.recipient.id}"
             session.add(
                 OutboxRow(
                     dispute_id=dispute_id,

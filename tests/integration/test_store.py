@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +36,8 @@ from store.models import (
 )
 from store.repository import GENESIS, Conflict, NotFound, Store, StoredEvent, event_hash
 
-NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)  # the `clock` fixture's start
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "partnership.yaml"
 # Long enough for a PostgreSQL backend to be seen waiting on a lock; never reached when well.
 LOCK_WAIT_DEADLINE = timedelta(seconds=20)
 
@@ -346,9 +348,7 @@ def test_a_copy_that_went_stale_inside_the_saving_transaction_raises_conflict(
 ) -> None:
     # Loaded without a lock, then changed by another replica before this one saves: the row
     # cached in the session still has the old version, so only the UPDATE can notice.
-    core = build_core(
-        Settings(database_url=pg_url, escalation_config="examples/partnership.yaml"), clock=clock
-    )
+    core = build_core(Settings(database_url=pg_url, escalation_config=str(EXAMPLE)), clock=clock)
     other = second_core(core, clock)
     try:
         ref = open_one(core).ref

@@ -11,6 +11,7 @@ from copy import deepcopy
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -58,7 +59,7 @@ def calendar(wolverhampton: Policy) -> WorkingCalendar:
     return wolverhampton.calendar()
 
 
-def details(**changes: object) -> DisputeDetails:
+def details(**changes: Any) -> DisputeDetails:
     """Amara Okafor (council children's services) disagrees with Ben Carter (the Trust)."""
     base = DisputeDetails(
         raised_by="amara.okafor",
@@ -80,7 +81,7 @@ def open_(
     policy: Policy,
     now: datetime = START,
     ref: str = "WST-2026-0001",
-    **changes: object,
+    **changes: Any,
 ) -> Dispute:
     return open_dispute(
         ref=ref,
@@ -135,7 +136,7 @@ def ids(people: list[Person]) -> list[str]:
     ],
 )
 def test_open_dispute_refuses_what_it_cannot_log(
-    directory: Directory, wolverhampton: Policy, changes: dict[str, object], message: str
+    directory: Directory, wolverhampton: Policy, changes: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(DisputeError) as caught:
         open_(directory, wolverhampton, **changes)
@@ -1168,7 +1169,7 @@ def test_lincolnshire_step_one_is_due_immediately_and_the_plan_counts_from_the_a
     assert step(dispute, "agree-plan").due_at == utc(2026, 12, 1, 17)
 
 
-def lincolnshire_at_stage_three(directory: Directory, policy: Policy, **changes: object) -> Dispute:
+def lincolnshire_at_stage_three(directory: Directory, policy: Policy, **changes: Any) -> Dispute:
     calendar = policy.calendar()
     dispute = open_(directory, policy, **changes)
     dispute.escalate(directory.person("amara.okafor"), directory, calendar, START, reason="r")

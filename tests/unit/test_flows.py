@@ -7,6 +7,7 @@ that "nothing created" is checked in the store itself.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from bot.adapters.slack.blocks import fallback_text, message_blocks
 from bot.app import Core, build_core
 from bot.clock import FakeClock
 from bot.config import Partnership, Settings, load_partnership
@@ -604,6 +606,15 @@ def test_markup_typed_by_a_user_is_echoed_literally_and_control_characters_are_r
     for message in outbox(core):
         for text in [message.text, *(v for _, v in message.facts)]:
             assert "\x1b" not in text and "\x07" not in text
+
+
+def test_markup_typed_by_a_user_cannot_ping_or_link_once_rendered_for_slack(core: Core) -> None:
+    log_dispute(core, decision=MARKUP)
+    (to_ben,) = to(core, "ben.carter")
+    rendered = json.dumps([b.to_dict() for b in message_blocks(to_ben)]) + fallback_text(to_ben)
+    assert "&lt;@U123&gt; *bold* &lt;!channel&gt; &lt;https://evil.example|click&gt;" in rendered
+    for live in ["<@U123>", "<!channel>", "<https://"]:
+        assert live not in rendered
 
 
 # --- intake: immediate risk ---------------------------------------------------------------

@@ -68,7 +68,10 @@ class SlackPlatform:
         if r.kind == "channel":
             return r.id in self.channels
         person = self.directory().get(r.id)
-        return person is not None and bool(person.slack_id or person.email)
+        if person is None:
+            return False
+        # By email only when nothing says the person is on Teams instead.
+        return bool(person.slack_id or (person.email and not person.teams_id))
 
     async def user_id(self, person: Person) -> str:
         """The person's Slack user id, found by email the first time and remembered."""
