@@ -537,7 +537,7 @@ class FakeSlackApi:
                 if other.external_id == external_id and other.id != view_id:
                     raise _ApiError("duplicate_external_id")
         digest = hashlib.sha1(json.dumps(view, sort_keys=True).encode()).hexdigest()[:8]
-        view_hash = f"{self._next_ts().split('.')[0]}.{digest}{len(self.views):04d}"
+        view_hash = f"{1_700_000_000 + len(self.views)}.{digest}"
         stored: JsonDict = {
             "id": view_id,
             "team_id": self.team_id,

@@ -24,7 +24,7 @@ from fakes.slack_signing import (
 )
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import ActionsBlock, ButtonElement, SectionBlock
-from slack_sdk.signature import SignatureVerifier
+from slack_sdk.signature import Clock, SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 TOKEN = "xoxb-test"
@@ -484,7 +484,7 @@ def test_interactivity_bodies_are_payload_forms() -> None:
     assert json.loads(event)["event"]["type"] == "app_home_opened"
 
 
-class _FixedClock:
+class _FixedClock(Clock):
     def __init__(self, now: float) -> None:
         self._now = now
 
