@@ -94,7 +94,12 @@ class Dispatcher:
             if self.store.earlier_unsent_in_thread(session, claimed):
                 # Keep the thread in order: try again once the earlier message has gone.
                 self.store.finish_message(
-                    session, claimed.id, worker=self.worker, status="pending", now=now
+                    session,
+                    claimed.id,
+                    worker=self.worker,
+                    status="pending",
+                    now=now,
+                    attempted=False,
                 )
                 report.deferred += 1
                 return

@@ -46,6 +46,11 @@ class Server:
         self._kicks.add(task)  # keep a reference until it is done (asyncio's advice)
         task.add_done_callback(self._kicks.discard)
 
+    async def settle(self) -> None:
+        """Wait for the sends that kicks started (shutdown, and tests)."""
+        while self._kicks:
+            await asyncio.gather(*list(self._kicks))
+
 
 def slack_client(core: Core) -> AsyncWebClient:
     """The Web API client, pointed at SLACK_API_URL (tests and GovSlack use another host)."""
@@ -55,7 +60,9 @@ def slack_client(core: Core) -> AsyncWebClient:
         if settings.slack_api_url.endswith("/")
         else settings.slack_api_url + "/"
     )
-    return AsyncWebClient(token=settings.slack_bot_token, base_url=base)
+    # No retries inside the client: a retried POST after a dropped connection can post twice.
+    # The outbox owns retries (and knows how to check what already went).
+    return AsyncWebClient(token=settings.slack_bot_token, base_url=base, retry_handlers=[])
 
 
 def build_server(core: Core, *, tick: bool = True) -> Server:
@@ -110,8 +117,7 @@ def make_web_app(server: Server) -> web.Application:
         yield
         if server.timekeeper is not None:
             server.timekeeper.stop()
-        for task in list(server._kicks):
-            await task
+        await server.settle()
 
     app.cleanup_ctx.append(lifetime)
     return app

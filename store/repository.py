@@ -479,11 +479,18 @@ class Store:
         now: datetime,
         retry_at: datetime | None = None,
         error: str | None = None,
+        attempted: bool = True,
     ) -> bool:
-        """Record how a claimed send ended; False if the claim was lost to another sender."""
+        """Record how a claimed send ended; False if the claim was lost to another sender.
+
+        `attempted=False` hands the message back untried (it waits behind an earlier one), so
+        the claim does not count towards its attempts.
+        """
         row = session.get(OutboxRow, message_id)
         if row is None or row.status != "sending" or row.claimed_by != worker:
             return False
+        if not attempted:
+            row.attempts = max(row.attempts - 1, 0)
         row.status = status
         row.claimed_by = None
         row.claimed_until = None

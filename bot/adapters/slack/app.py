@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -98,8 +98,10 @@ class SlackConversations:
         user_key = f"slack:{command['user_id']}"
         runner = self.conversations.resume(user_key, person, display_name=name)
         await ack()
-        await client.views_open(
-            trigger_id=command["trigger_id"], view=self._intake_view(runner, [], {})
+        await _quietly(
+            client.views_open,
+            trigger_id=command["trigger_id"],
+            view=self._intake_view(runner, [], {}),
         )
 
     def _intake_view(
@@ -147,7 +149,8 @@ class SlackConversations:
             self.kick()
         self.conversations.save(user_key, runner)
         shown = [n for n in notices if n.urgent]
-        await client.views_update(
+        await _quietly(
+            client.views_update,
             view_id=view["id"],
             hash=view.get("hash"),
             view=self._intake_view(runner, shown, metadata),
@@ -216,7 +219,9 @@ class SlackConversations:
                 await self._private(client, channel, user_id, reply.text)
                 return
             message = reply.as_message(person.id)
-            await client.views_open(trigger_id=body["trigger_id"], view=info_view(ref, message))
+            await _quietly(
+                client.views_open, trigger_id=body["trigger_id"], view=info_view(ref, message)
+            )
             return
         flow = self.conversations.action_flow(button)
         seen = self.service.view(ref, person.id)
@@ -229,11 +234,14 @@ class SlackConversations:
             return
         if not flow.flow.questions:
             outcome = self.conversations.run_action(ref, person, button, _instant(button))
-            await self._after(client, channel, user_id, message_ts, body, outcome.ok, outcome.text)
+            await self._after(
+                client, channel, user_id, message_ts, body, outcome.changed, outcome.text
+            )
             return
         runner = FlowRunner(flow.flow, self.conversations.context(person))
         metadata = {"ref": ref, "channel": channel, "ts": message_ts}
-        await client.views_open(
+        await _quietly(
+            client.views_open,
             trigger_id=body["trigger_id"],
             view=flow_view(
                 runner,
@@ -261,7 +269,8 @@ class SlackConversations:
         runner = FlowRunner(flow.flow, self.conversations.context(person))
         self._lenient(runner, view_values(view))
         metadata = json.loads(view.get("private_metadata") or "{}")
-        await client.views_update(
+        await _quietly(
+            client.views_update,
             view_id=view["id"],
             hash=view.get("hash"),
             view=flow_view(
@@ -305,7 +314,13 @@ class SlackConversations:
             return
         await ack()
         await self._after(
-            client, metadata.get("channel"), user_id, metadata.get("ts"), None, True, outcome.text
+            client,
+            metadata.get("channel"),
+            user_id,
+            metadata.get("ts"),
+            None,
+            outcome.changed,
+            outcome.text,
         )
 
     async def _after(
@@ -315,19 +330,20 @@ class SlackConversations:
         user_id: str,
         message_ts: str | None,
         body: dict[str, Any] | None,
-        ok: bool,
+        changed: bool,
         text: str,
     ) -> None:
         """Show who acted and when on the message clicked; or explain privately."""
         self.kick()
-        if not ok or channel is None or message_ts is None:
+        if not changed or channel is None or message_ts is None:
             await self._private(client, channel, user_id, text)
             return
         original = (body or {}).get("message", {}).get("blocks")
         if original is None:
             await self._private(client, channel, user_id, text)
             return
-        await client.chat_update(
+        await _quietly(
+            client.chat_update,
             channel=channel,
             ts=message_ts,
             text=clip(text, 3000),
@@ -338,7 +354,9 @@ class SlackConversations:
         self, client: AsyncWebClient, channel: str | None, user_id: str, text: str
     ) -> None:
         if channel:
-            await client.chat_postEphemeral(channel=channel, user=user_id, text=escape(text))
+            await _quietly(
+                client.chat_postEphemeral, channel=channel, user=user_id, text=escape(text)
+            )
 
     # ---- App Home -------------------------------------------------------------------------
 
@@ -364,7 +382,16 @@ class SlackConversations:
             ]
             heading = f"Your open disputes ({len(rows)})" if rows else "You have no open disputes."
             view = home_view(heading, rows)
-        await client.views_publish(user_id=user_id, view=view)
+        await _quietly(client.views_publish, user_id=user_id, view=view)
+
+
+async def _quietly(method: Callable[..., Awaitable[Any]], **kwargs: Any) -> None:
+    """Call Slack after the ack: a failure is logged, not turned into an HTTP 500 for Slack."""
+    try:
+        await method(**kwargs)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if exc.response is not None else "unknown"
+        log.warning("Slack call failed after ack", extra={"error": error})
 
 
 def _instant(button: ActionId) -> dict[str, Any]:
@@ -391,21 +418,18 @@ def build_slack_app(
         client=client,
         signing_secret=signing_secret,
         process_before_response=True,
-        # Our own bot token; no OAuth install flow in this deployment.
-        token=client.token,
     )
     slack = SlackConversations(conversations, kick)
 
     @app.middleware
     async def drop_retries(
-        body: dict[str, Any], req: Any, resp: BoltResponse, next: Callable[[], Any]
+        body: dict[str, Any], req: Any, next: Callable[[], Awaitable[Any]]
     ) -> BoltResponse | None:
         # Slack resends events it thinks were missed; Bolt does not drop them (DESIGN.md).
         if req.headers.get("x-slack-retry-num") and body.get("type") == "event_callback":
-            resp.status = 200
-            resp.body = ""
-            return resp
-        return await next()
+            return BoltResponse(status=200, body="")
+        await next()
+        return None
 
     app.command("/escalate")(slack.on_command)
     app.block_action({"action_id": "value", "callback_id": INTAKE})(slack.on_intake_change)

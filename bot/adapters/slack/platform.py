@@ -104,7 +104,8 @@ class SlackPlatform:
         try:
             channel = await self._channel_for(message)
             if maybe_sent:
-                earlier = await self._already_posted(channel, message.key)
+                in_thread = thread_id if message.kind == "thread" else None
+                earlier = await self._already_posted(channel, message.key, in_thread)
                 if earlier is not None:
                     return Delivered(earlier, earlier if message.kind == "thread_root" else None)
             blocks = [b.to_dict() for b in message_blocks(message)]
@@ -130,11 +131,17 @@ class SlackPlatform:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SendFailed(f"Slack could not be reached: {exc.__class__.__name__}") from exc
 
-    async def _already_posted(self, channel: str, key: str) -> str | None:
+    async def _already_posted(self, channel: str, key: str, thread_ts: str | None) -> str | None:
         """The ts of a recent post carrying this outbox key, if the last sender got that far."""
-        response = await self.client.conversations_history(
-            channel=channel, limit=50, include_all_metadata=True
-        )
+        if thread_ts:
+            # Thread replies are not in the channel's history, only in the thread's.
+            response = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=100, include_all_metadata=True
+            )
+        else:
+            response = await self.client.conversations_history(
+                channel=channel, limit=50, include_all_metadata=True
+            )
         items: list[dict[str, Any]] = response.get("messages", [])
         for item in items:
             metadata: dict[str, Any] = item.get("metadata") or {}

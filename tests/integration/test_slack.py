@@ -1,0 +1,353 @@
+"""Slack end to end: signed HTTP requests into the real aiohttp app and Bolt, against a fake
+Slack Web API on 127.0.0.1 that checks tokens, arguments and Block Kit limits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from conftest import EXAMPLE_CONFIG
+from fakes.slack_api import FakeSlackApi
+from fakes.slack_signing import (
+    app_home_opened_body,
+    block_actions_body,
+    block_actions_payload,
+    signed_headers,
+    slash_command_body,
+    view_submission_body,
+    view_submission_payload,
+)
+from sqlalchemy import select
+
+from bot.app import Core, build_core
+from bot.clock import FakeClock
+from bot.config import Settings
+from bot.disputes import Dispute
+from bot.web import Server, build_server, make_web_app
+from store.models import OutboxRow
+
+SECRET = "test-signing-secret"
+TOKEN = "xoxb-test"
+AMARA, BEN, DAN, STRANGER = "U0AMARA", "U0BEN", "U0DAN", "U0STRANGER"
+
+
+@dataclass
+class Slack:
+    """The running bot, its fake Slack, and a way to post signed requests."""
+
+    api: FakeSlackApi
+    client: TestClient[Any, Any]
+    core: Core
+    server: Server
+
+    async def post(self, body: bytes, headers: dict[str, str] | None = None) -> Any:
+        response = await self.client.post(
+            "/slack/events", data=body, headers=headers or signed_headers(SECRET, body)
+        )
+        return response
+
+    async def command(self, text: str = "", user: str = AMARA, trigger: str = "T1") -> Any:
+        body = slash_command_body(text=text, user_id=user, trigger_id=trigger)
+        return await self.post(body)
+
+    async def submit(self, callback_id: str, values: dict[str, Any], **kw: Any) -> Any:
+        return await self.post(
+            view_submission_body(view_submission_payload(callback_id, values, **kw))
+        )
+
+    async def click(self, action_id: str, value: str, user: str, **kw: Any) -> Any:
+        return await self.post(
+            block_actions_body(block_actions_payload(action_id, value, user_id=user, **kw))
+        )
+
+    async def deliver(self) -> None:
+        """Let the sends the bot started finish, then send anything still queued."""
+        await self.server.settle()
+        assert self.server.dispatcher is not None
+        await self.server.dispatcher.run_once()
+
+    def disputes(self) -> list[Dispute]:
+        with self.core.store.unit() as session:
+            return self.core.store.open_disputes(session, self.core.partnership.id)
+
+
+def radio(value: str) -> dict[str, Any]:
+    return {"value": {"type": "radio_buttons", "selected_option": {"value": value}}}
+
+
+def select_(value: str | None) -> dict[str, Any]:
+    option = {"value": value} if value else None
+    return {"value": {"type": "static_select", "selected_option": option}}
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"value": {"type": "plain_text_input", "value": value}}
+
+
+def day(value: str) -> dict[str, Any]:
+    return {"value": {"type": "datepicker", "selected_date": value}}
+
+
+def intake_values(**overrides: dict[str, Any]) -> dict[str, Any]:
+    values = {
+        "immediate_risk": radio("no"),
+        "scope": select_("disagreement"),
+        "other_agency": select_("rwt"),
+        "other_person": select_("ben.carter"),
+        "category": select_("threshold"),
+        "case_ref": text("CS-204611"),
+        "decision": text("The referral was closed with no further action."),
+        "reasons": text("Missed appointments <!channel> and <@U999> <https://evil.example|click>"),
+        "outcome_sought": text("A strategy discussion."),
+        "disagreement_date": day("2026-11-26"),
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture
+async def slack(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Slack]:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    shutil.copytree(EXAMPLE_CONFIG.parent, tmp_path / "cfg")
+    config = tmp_path / "cfg" / "partnership.yaml"
+    config.write_text(
+        config.read_text()
+        .replace("disputes: {slack: null", "disputes: {slack: C0DISPUTES")
+        .replace("oversight: {slack: null", "oversight: {slack: C0OVERSIGHT")
+    )
+    async with FakeSlackApi(token=TOKEN) as api:
+        api.add_user(AMARA, "amara.okafor@example.org", "Amara Okafor")
+        api.add_user(BEN, "ben.carter@example.org", "Ben Carter")
+        api.add_user(DAN, "dan.fielding@example.org", "Dan Fielding")
+        api.add_user(STRANGER, "someone@elsewhere.example", "Sam Stranger")
+        for person in ("tom.hadley", "rosa.delgado", "olivia.brandt", "chloe.evans"):
+            api.add_user(f"U0{person.split('.')[0].upper()}", f"{person}@example.org", person)
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path}/slack.db",
+            escalation_config=str(config),
+            slack_bot_token=TOKEN,
+            slack_signing_secret=SECRET,
+            slack_api_url=api.base_url,
+        )
+        core = build_core(settings, clock=clock)
+        server = build_server(core, tick=False)
+        test_server = TestServer(make_web_app(server), host="127.0.0.1")
+        async with TestClient(test_server) as client:
+            yield Slack(api, client, core, server)
+        core.store.dispose()
+        assert api.violations == [], api.violations
+
+
+async def test_forged_signature_is_refused_and_stores_nothing(slack: Slack) -> None:
+    body = slash_command_body(text="", user_id=AMARA)
+    headers = signed_headers("not-the-secret", body)
+    response = await slack.post(body, headers)
+    assert response.status == 401
+    assert slack.api.calls_to("views.open") == []
+    with slack.core.store.unit() as session:
+        assert session.execute(select(OutboxRow)).first() is None
+
+
+async def test_a_stale_timestamp_is_refused(slack: Slack) -> None:
+    body = slash_command_body(text="help", user_id=AMARA)
+    response = await slack.post(body, signed_headers(SECRET, body, int(time.time()) - 600))
+    assert response.status == 401
+
+
+async def test_help_and_list_answer_privately(slack: Slack) -> None:
+    response = await slack.command("help")
+    assert response.status == 200
+    payload = await response.json()
+    assert payload["response_type"] == "ephemeral"
+    assert "escalate list" in payload["text"]
+    stranger = await (await slack.command("list", user=STRANGER)).json()
+    assert "not in the partnership directory" in stranger["text"]
+
+
+async def test_escalate_opens_the_intake_modal(slack: Slack) -> None:
+    response = await slack.command("")
+    assert response.status == 200
+    (opened,) = slack.api.calls_to("views.open")
+    view = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
+    assert view["callback_id"] == "intake"
+    ids = [b.get("block_id") for b in view["blocks"]]
+    assert ids[:3] == [None, "immediate_risk", "scope"]
+    # Amara is known by her email: she is not asked her own agency, and is remembered.
+    assert "own_agency" not in ids
+    assert slack.core.service.identify(slack_id=AMARA) is not None
+
+
+async def test_immediate_risk_updates_the_modal_and_pings_the_lead_at_once(slack: Slack) -> None:
+    await slack.command("")
+    (opened,) = slack.api.views
+    view = {
+        "id": opened.id,
+        "hash": opened.hash,
+        "callback_id": "intake",
+        "private_metadata": "{}",
+        "state": {"values": {"immediate_risk": radio("yes")}},
+    }
+    response = await slack.click("value", "", AMARA, view=view)
+    assert response.status == 200
+    (update,) = slack.api.calls_to("views.update")
+    shown = json.dumps(update["view"])
+    assert "Act now" in shown and "Olivia Brandt" in shown
+    assert json.loads(json.loads(shown)["private_metadata"])["risk_alerted"] is True
+    await slack.deliver()
+    urgent = [m for m in slack.api.messages if "URGENT" in m.text]
+    assert [m.channel for m in urgent] == ["D" + "U0OLIVIA"]
+
+
+async def test_invalid_answers_come_back_inline_and_nothing_is_created(slack: Slack) -> None:
+    values = intake_values(
+        disagreement_date=day("2030-01-01"),
+        reasons=text("x" * 50_000),
+        other_agency=select_("not-an-agency"),
+    )
+    response = await slack.submit("intake", values, user_id=AMARA, view_id="V1")
+    payload = await response.json()
+    assert payload["response_action"] == "errors"
+    errors = payload["errors"]
+    assert "future" in errors["disagreement_date"]
+    assert "50,000 characters" in errors["reasons"]
+    assert "not one of the options" in errors["other_agency"]
+    assert slack.disputes() == []
+
+
+async def test_out_of_scope_says_which_procedure_applies(slack: Slack) -> None:
+    values = intake_values(scope=select_("complaint"))
+    payload = await (await slack.submit("intake", values, user_id=AMARA, view_id="V2")).json()
+    assert payload["response_action"] == "errors"
+    assert "complaint" in payload["errors"]["scope"].lower()
+    assert slack.disputes() == []
+
+
+async def log_dispute(slack: Slack) -> Dispute:
+    response = await slack.submit("intake", intake_values(), user_id=AMARA, view_id="V9")
+    assert response.status == 200
+    assert await response.text() == "", await response.text()
+    (dispute,) = slack.disputes()
+    await slack.deliver()
+    return dispute
+
+
+async def test_submission_logs_once_posts_the_thread_and_pings_with_buttons(slack: Slack) -> None:
+    dispute = await log_dispute(slack)
+    # The same modal submitted again (a double click, a retry) logs nothing more.
+    again = await slack.submit("intake", intake_values(), user_id=AMARA, view_id="V9")
+    assert again.status == 200
+    assert len(slack.disputes()) == 1
+
+    (root,) = [m for m in slack.api.messages_in("C0DISPUTES") if not m.thread_ts]
+    root_text = json.dumps(root.blocks) + root.text
+    assert dispute.ref in root_text and "Royal Wolverhampton NHS Trust" in root_text
+    assert "CS-204611" not in root_text and "Missed appointments" not in root_text
+    replies = [m for m in slack.api.messages_in("C0DISPUTES") if m.thread_ts]
+    assert replies and all(m.thread_ts == root.ts for m in replies)
+
+    (to_ben,) = slack.api.messages_in("D" + BEN)
+    shown = json.dumps(to_ben.blocks)
+    assert "CS-204611" in shown
+    # What Amara typed comes back as text: no channel ping, no mention, no link.
+    assert "&lt;!channel&gt;" in shown and "<!channel>" not in shown
+    assert "&lt;@U999&gt;" in shown and "<https://evil" not in shown
+    actions = [b for b in to_ben.blocks if b["type"] == "actions"]
+    assert actions[0]["elements"][0]["action_id"] == "acknowledge"
+    assert slack.api.messages_in("D" + AMARA), "the raiser gets the reference and deadlines"
+
+
+async def test_acknowledge_button_acts_once_and_shows_who_acted(slack: Slack) -> None:
+    dispute = await log_dispute(slack)
+    (to_ben,) = slack.api.messages_in("D" + BEN)
+    message = {"type": "message", "ts": to_ben.ts, "text": to_ben.text, "blocks": to_ben.blocks}
+    kw = {"channel_id": "D" + BEN, "message_ts": to_ben.ts, "message": message}
+    assert (await slack.click("acknowledge", dispute.ref, BEN, **kw)).status == 200
+    updated = slack.api.message("D" + BEN, to_ben.ts)
+    assert updated is not None
+    after = json.dumps(updated.blocks)
+    assert "acknowledged" in after and '"actions"' not in after
+    # A double click: nothing more happens, and Ben is told privately.
+    await slack.click("acknowledge", dispute.ref, BEN, **kw)
+    assert any("already acknowledged" in e.text for e in slack.api.ephemerals)
+    with slack.core.store.unit() as session:
+        events = slack.core.store.events(session, dispute.ref)
+    assert [e.type for e in events].count("Acknowledged") == 1
+    # The thread root was updated in place, not posted again.
+    await slack.deliver()
+    roots = [m for m in slack.api.messages_in("C0DISPUTES") if not m.thread_ts]
+    assert len(roots) == 1 and roots[0].updates
+
+
+async def test_someone_not_allowed_gets_a_private_explanation(slack: Slack) -> None:
+    dispute = await log_dispute(slack)
+    await slack.click("acknowledge", dispute.ref, DAN, channel_id="D" + DAN)
+    (refusal,) = slack.api.ephemerals
+    assert refusal.user == DAN and "can't" in refusal.text
+    with slack.core.store.unit() as session:
+        events = slack.core.store.events(session, dispute.ref)
+    assert "Acknowledged" not in [e.type for e in events]
+
+
+async def test_a_button_with_questions_opens_its_modal_then_acts(slack: Slack) -> None:
+    dispute = await log_dispute(slack)
+    (to_ben,) = slack.api.messages_in("D" + BEN)
+    await slack.click(
+        "add_note", dispute.ref, BEN, channel_id="D" + BEN, message_ts=to_ben.ts, trigger_id="T7"
+    )
+    (opened,) = slack.api.calls_to("views.open")
+    view = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
+    assert view["callback_id"] == "action:add_note"
+    metadata = view["private_metadata"]
+    values = {"text": text("Spoke with Amara; agreed to review the health records.")}
+    response = await slack.submit(
+        "action:add_note", values, user_id=BEN, private_metadata=metadata, view_id="V20"
+    )
+    assert response.status == 200
+    with slack.core.store.unit() as session:
+        events = slack.core.store.events(session, dispute.ref)
+    assert "NoteAdded" in [e.type for e in events]
+
+
+async def test_app_home_lists_my_open_disputes_and_retries_are_dropped(slack: Slack) -> None:
+    dispute = await log_dispute(slack)
+    body = app_home_opened_body(BEN)
+    assert (await slack.post(body)).status == 200
+    (published,) = slack.api.calls_to("views.publish")
+    shown = json.dumps(published["view"])
+    assert dispute.ref in shown and "Next deadline" in shown
+    retry = {**signed_headers(SECRET, body), "X-Slack-Retry-Num": "1"}
+    assert (await slack.post(body, retry)).status == 200
+    assert len(slack.api.calls_to("views.publish")) == 1
+
+
+async def test_a_rate_limit_is_honoured_by_the_outbox(slack: Slack, clock: FakeClock) -> None:
+    slack.api.fail_next("chat.postMessage", "ratelimited", retry_after=45, times=3)
+    await slack.submit("intake", intake_values(), user_id=AMARA, view_id="V30")
+    await slack.deliver()
+    with slack.core.store.unit() as session:
+        rows = session.execute(select(OutboxRow)).scalars().all()
+        failed = [r for r in rows if r.last_error == "Slack rate limit"]
+        assert len(failed) == 3  # the thread root and the two direct messages
+        assert all(r.status == "pending" and r.attempts == 1 for r in failed)
+        assert all((r.next_attempt_at - clock.now()).total_seconds() == 45 for r in failed)
+        # The thread reply waits behind its root, untried.
+        (reply,) = [r for r in rows if r.kind == "thread"]
+        assert reply.status == "pending" and reply.attempts == 0
+    assert slack.api.messages == []
+    # After the Retry-After, everything goes, the root first.
+    clock.advance(timedelta(seconds=45))
+    await slack.deliver()
+    await slack.deliver()
+    posted = slack.api.messages_in("C0DISPUTES")
+    assert [m.thread_ts is None for m in posted] == [True, False]
