@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # Seconds of Slack's 3 the bot may spend before it must answer (the rest is the network).
+    slack_ack_budget: float = Field(default=2.0, gt=0, le=2.5)
     microsoft_app_id: str | None = None
     microsoft_app_password: str | None = None
     microsoft_app_tenant_id: str | None = None

@@ -18,7 +18,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.base import Platform
-from bot.adapters.slack.app import build_slack_app
+from bot.adapters.slack.app import Budget, build_slack_app
 from bot.adapters.slack.platform import SlackPlatform
 from bot.app import Core
 from bot.outbox import Dispatcher
@@ -34,6 +34,7 @@ class Server:
     core: Core
     platforms: list[Platform] = field(default_factory=list)
     slack_app: AsyncApp | None = None
+    budget: Budget = field(default_factory=lambda: Budget(2.0))
     dispatcher: Dispatcher | None = None
     timekeeper: Timekeeper | None = None
     _kicks: set[asyncio.Task[object]] = field(default_factory=set)
@@ -47,7 +48,8 @@ class Server:
         task.add_done_callback(self._kicks.discard)
 
     async def settle(self) -> None:
-        """Wait for the sends that kicks started (shutdown, and tests)."""
+        """Wait for listeners still at work after their ack, and the sends kicks started."""
+        await self.budget.settle()
         while self._kicks:
             await asyncio.gather(*list(self._kicks))
 
@@ -67,8 +69,8 @@ def slack_client(core: Core) -> AsyncWebClient:
 
 def build_server(core: Core, *, tick: bool = True) -> Server:
     """Wire the enabled platforms, the outbox and the tick around the core."""
-    server = Server(core)
     settings = core.settings
+    server = Server(core, budget=Budget(settings.slack_ack_budget))
     if settings.slack_enabled:
         client = slack_client(core)
         channels = {
@@ -85,7 +87,11 @@ def build_server(core: Core, *, tick: bool = True) -> Server:
             )
         )
         server.slack_app = build_slack_app(
-            core.conversations, client, settings.slack_signing_secret or "", server.kick
+            core.conversations,
+            client,
+            settings.slack_signing_secret or "",
+            server.kick,
+            server.budget,
         )
     server.dispatcher = core.dispatcher(server.platforms)
     if tick:

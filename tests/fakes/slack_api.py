@@ -181,6 +181,8 @@ class FakeSlackApi:
         self.ephemerals: list[RecordedEphemeral] = []
         self.views: list[RecordedView] = []
         self.violations: list[Violation] = []
+        # What the bot posted to slash commands' response_url (see `response_url`).
+        self.responses: list[JsonDict] = []
         self.users: dict[str, JsonDict] = {}
 
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
@@ -207,6 +209,7 @@ class FakeSlackApi:
         """Listen on 127.0.0.1 on a free port."""
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/response/{id}", self._respond)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -317,6 +320,20 @@ class FakeSlackApi:
         return "D" + user_id
 
     # --- HTTP --------------------------------------------------------------------------------
+
+    def response_url(self, name: str = "1") -> str:
+        """A slash command's response_url that lands here (Slack's would be hooks.slack.com)."""
+        return f"http://127.0.0.1:{self.port}/response/{name}"
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
+        """A delayed answer to a slash command: JSON with text and blocks, checked like a post."""
+        body: JsonDict = await request.json()
+        problems = check_blocks(body.get("blocks") or [], 50)
+        if problems:
+            self.violations.append(Violation("response_url", "invalid_blocks", problems))
+            return web.Response(status=400, text="invalid_blocks")
+        self.responses.append(body)
+        return web.Response(text="ok")
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]

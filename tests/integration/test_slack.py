@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -351,3 +352,48 @@ async def test_a_rate_limit_is_honoured_by_the_outbox(slack: Slack, clock: FakeC
     await slack.deliver()
     posted = slack.api.messages_in("C0DISPUTES")
     assert [m.thread_ts is None for m in posted] == [True, False]
+
+
+async def test_slack_is_answered_in_time_even_when_the_database_is_slow(
+    slack: Slack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The database hangs while the dispute is logged: Slack still gets its answer (the modal
+    # closes), and the dispute is logged once the database is back.
+    slack.server.budget.seconds = 0.2
+    release = threading.Event()
+    original = slack.core.conversations.finish_intake
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        assert release.wait(timeout=30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(slack.core.conversations, "finish_intake", slow)
+    response = await slack.submit("intake", intake_values(), user_id=AMARA, view_id="V40")
+    assert response.status == 200 and await response.text() == ""
+    assert slack.disputes() == []  # still waiting on the database
+    release.set()
+    await slack.deliver()
+    assert len(slack.disputes()) == 1
+    assert slack.api.messages_in("D" + BEN), "the other practitioner is still told"
+
+
+async def test_a_slow_command_answers_through_the_response_url(
+    slack: Slack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slack.server.budget.seconds = 0.2
+    release = threading.Event()
+    original = slack.core.conversations.command
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        assert release.wait(timeout=30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(slack.core.conversations, "command", slow)
+    body = slash_command_body(text="timeline", user_id=AMARA, response_url=slack.api.response_url())
+    response = await slack.post(body)
+    assert response.status == 200
+    assert slack.api.responses == []
+    release.set()
+    await slack.deliver()
+    (late,) = slack.api.responses
+    assert late["response_type"] == "ephemeral" and "Wolverhampton" in late["text"]

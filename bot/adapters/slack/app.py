@@ -1,16 +1,21 @@
 """The Slack side of the conversation: /escalate, its modals, buttons and App Home, with Bolt.
 
-Bolt runs with `process_before_response=True` (DESIGN.md: a bare ack then takes 1-2 ms), so
-each listener does its short piece of work (a query or one transaction) and acks; anything
-slow (posting to Slack) goes through the outbox, which the `kick` callback wakes at once.
+Bolt runs with `process_before_response=True` (DESIGN.md: a bare ack then takes 1-2 ms). Slack
+wants an answer within 3 seconds, so every listener runs as a task under a time budget
+(`Budget`): its database work runs in a worker thread, and if the budget runs out before the
+listener has acked, Slack gets a plain ack at once while the work carries on; what the person
+still needs to hear (an error after the modal closed, a late reply) reaches them by direct
+message or the command's response_url. Messages to others go through the outbox, which the
+`kick` callback wakes at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -32,6 +37,7 @@ from bot.conversation import Conversations, Reply
 from bot.directory import Person
 from bot.flows.engine import FlowRunner, Notice
 from bot.messages import ActionId, Message, Recipient
+from bot.service import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +59,7 @@ class SlackConversations:
 
     async def person(self, client: AsyncWebClient, user_id: str) -> tuple[Person | None, str]:
         """The directory person behind a Slack user (found by email once), and a display name."""
-        person = self.service.identify(slack_id=user_id)
+        person = await asyncio.to_thread(self.service.identify, slack_id=user_id)
         if person is not None:
             return person, person.name
         try:
@@ -63,41 +69,50 @@ class SlackConversations:
         profile = info["user"].get("profile", {})
         name = profile.get("real_name") or info["user"].get("real_name") or "you"
         email = profile.get("email")
-        person = self.service.identify(email=email) if email else None
+        person = await asyncio.to_thread(self.service.identify, email=email) if email else None
         if person is not None:
-            self.service.remember_person(
-                {**person.model_dump(mode="json", exclude_none=True), "slack_id": user_id}
-            )
-            person = self.service.identify(slack_id=user_id)
+            person = await asyncio.to_thread(self._remember_slack_id, person, user_id)
         return person, str(name)
 
-    def remember_slack_id(self, person: Person, user_id: str) -> None:
+    def _remember_slack_id(self, person: Person, user_id: str) -> Person | None:
         """Keep a Slack id found by email, so it is looked up once only."""
         self.service.remember_person(
             {**person.model_dump(mode="json", exclude_none=True), "slack_id": user_id}
         )
+        return self.service.identify(slack_id=user_id)
 
     # ---- /escalate ----------------------------------------------------------------------
 
-    async def on_command(self, ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_command(
+        self, ack: Ack, command: dict[str, Any], client: AsyncWebClient, respond: Any
+    ) -> None:
         """/escalate [list | status REF | timeline | digest | help]; bare, it opens the intake."""
         text = (command.get("text") or "").strip()
         verb = text.split()[0].lower() if text else ""
-        person, name = await self.person(client, command["user_id"])
-        if verb in COMMANDS:
-            reply = self.conversations.command(f"escalate {text}", person)
-            assert reply is not None
-            await ack(response_type="ephemeral", **_reply_payload(reply))
-            return
-        if verb not in ("", "new"):
+        if verb and verb not in (*COMMANDS, "new"):
             await ack(
                 response_type="ephemeral",
                 text=f"I don't know '{escape(verb[:30])}'. Try /escalate help.",
             )
             return
+        person, name = await self.person(client, command["user_id"])
+        if verb in COMMANDS:
+            reply = await asyncio.to_thread(self.conversations.command, f"escalate {text}", person)
+            assert reply is not None
+            payload = _reply_payload(reply)
+            if not await ack(response_type="ephemeral", **payload):
+                await respond(response_type="ephemeral", **payload)
+            return
         user_key = f"slack:{command['user_id']}"
-        runner = self.conversations.resume(user_key, person, display_name=name)
-        await ack()
+        runner = await asyncio.to_thread(
+            self.conversations.resume, user_key, person, display_name=name
+        )
+        if not await ack():
+            await respond(
+                response_type="ephemeral",
+                text="Sorry, that took too long for Slack. Please type /escalate again.",
+            )
+            return
         await _quietly(
             client.views_open,
             trigger_id=command["trigger_id"],
@@ -131,7 +146,7 @@ class SlackConversations:
         return notices
 
     async def on_intake_change(
-        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+        self, ack: Ack, body: dict[str, Any], client: AsyncWebClient
     ) -> None:
         """An answer in the intake modal changed: show urgent guidance, re-render what applies."""
         await ack()
@@ -143,11 +158,11 @@ class SlackConversations:
         notices = self._lenient(runner, view_values(view))
         metadata = json.loads(view.get("private_metadata") or "{}")
         runner.state.context["risk_alerted"] = metadata.get("risk_alerted", False)
-        self.conversations.on_notices(user_key, runner, notices)
+        await asyncio.to_thread(self.conversations.on_notices, user_key, runner, notices)
         if runner.state.context.get("risk_alerted"):
             metadata["risk_alerted"] = True
             self.kick()
-        self.conversations.save(user_key, runner)
+        await asyncio.to_thread(self.conversations.save, user_key, runner)
         shown = [n for n in notices if n.urgent]
         await _quietly(
             client.views_update,
@@ -157,7 +172,7 @@ class SlackConversations:
         )
 
     async def on_intake_submit(
-        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+        self, ack: Ack, body: dict[str, Any], client: AsyncWebClient
     ) -> None:
         """The intake modal was submitted: errors inline, or the dispute is logged."""
         view = body["view"]
@@ -177,22 +192,29 @@ class SlackConversations:
                 response_action="errors", errors={k: clip(v, 2000) for k, v in errors.items()}
             )
             return
-        if not self.service.claim_once(f"slack-view:{view['id']}"):
-            await ack()  # a repeated submission of the same modal: it was logged the first time
+        outcome = await asyncio.to_thread(self._log, view["id"], user_key, runner, person, user_id)
+        if outcome is None or outcome.ok:
+            # None: a repeated submission of the same modal, logged the first time.
+            await ack()
+            self.kick()
             return
-        outcome = self.conversations.finish_intake(
+        first = next(iter(view_values(view)), "scope")
+        if not await ack(response_action="errors", errors={first: clip(outcome.text, 2000)}):
+            await self._dm(client, user_id, f"Your disagreement was not logged: {outcome.text}")
+
+    def _log(
+        self, view_id: str, user_key: str, runner: FlowRunner, person: Person | None, user_id: str
+    ) -> Outcome | None:
+        """Log the dispute of a submitted intake, once per modal."""
+        if not self.service.claim_once(f"slack-view:{view_id}"):
+            return None
+        return self.conversations.finish_intake(
             user_key, runner, platform_ids={"slack_id": user_id} if person is None else None
         )
-        if not outcome.ok:
-            first = next(iter(view_values(view)), "scope")
-            await ack(response_action="errors", errors={first: clip(outcome.text, 2000)})
-            return
-        await ack()
-        self.kick()
 
     # ---- buttons on messages ----------------------------------------------------------------
 
-    async def on_button(self, ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_button(self, ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         """A dispute button: act at once, or open the action's modal; refusals are private."""
         await ack()
         action = body["actions"][0]
@@ -214,7 +236,7 @@ class SlackConversations:
             )
             return
         if button == ActionId.VIEW_DETAILS:
-            reply = self.conversations.status_reply(ref, person)
+            reply = await asyncio.to_thread(self.conversations.status_reply, ref, person)
             if not reply.ok:
                 await self._private(client, channel, user_id, reply.text)
                 return
@@ -224,7 +246,7 @@ class SlackConversations:
             )
             return
         flow = self.conversations.action_flow(button)
-        seen = self.service.view(ref, person.id)
+        seen = await asyncio.to_thread(self.service.view, ref, person.id)
         if not seen.ok or seen.dispute is None:
             await self._private(client, channel, user_id, seen.text)
             return
@@ -233,7 +255,9 @@ class SlackConversations:
             await self._private(client, channel, user_id, f"Sorry, you can't do that: {refusal}.")
             return
         if not flow.flow.questions:
-            outcome = self.conversations.run_action(ref, person, button, _instant(button))
+            outcome = await asyncio.to_thread(
+                self.conversations.run_action, ref, person, button, _instant(button)
+            )
             await self._after(
                 client, channel, user_id, message_ts, body, outcome.changed, outcome.text
             )
@@ -256,7 +280,7 @@ class SlackConversations:
         )
 
     async def on_action_change(
-        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+        self, ack: Ack, body: dict[str, Any], client: AsyncWebClient
     ) -> None:
         """An answer in an action modal changed: re-render the questions that now apply."""
         await ack()
@@ -286,7 +310,7 @@ class SlackConversations:
         )
 
     async def on_action_submit(
-        self, ack: Any, body: dict[str, Any], client: AsyncWebClient
+        self, ack: Ack, body: dict[str, Any], client: AsyncWebClient
     ) -> None:
         """An action modal was submitted: validate inline, then act."""
         view = body["view"]
@@ -306,11 +330,12 @@ class SlackConversations:
                 response_action="errors", errors={k: clip(v, 2000) for k, v in errors.items()}
             )
             return
-        outcome = self.conversations.run_action(
-            metadata["ref"], person, button, runner.state.answers
+        outcome = await asyncio.to_thread(
+            self.conversations.run_action, metadata["ref"], person, button, runner.state.answers
         )
         if not outcome.ok:
-            await ack(response_action="errors", errors={first: clip(outcome.text, 2000)})
+            if not await ack(response_action="errors", errors={first: clip(outcome.text, 2000)}):
+                await self._dm(client, user_id, outcome.text)
             return
         await ack()
         await self._after(
@@ -350,6 +375,10 @@ class SlackConversations:
             blocks=acted_blocks(original, text),
         )
 
+    async def _dm(self, client: AsyncWebClient, user_id: str, text: str) -> None:
+        """A direct message to the person (when the modal they could have seen it in is gone)."""
+        await _quietly(client.chat_postMessage, channel=user_id, text=escape(text))
+
     async def _private(
         self, client: AsyncWebClient, channel: str | None, user_id: str, text: str
     ) -> None:
@@ -360,9 +389,10 @@ class SlackConversations:
 
     # ---- App Home -------------------------------------------------------------------------
 
-    async def on_home(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+    async def on_home(self, ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         """A person's open disputes, their part in each, and the next deadline."""
-        user_id = event["user"]
+        await ack()
+        user_id = body["event"]["user"]
         person, _ = await self.person(client, user_id)
         if person is None:
             view = home_view(
@@ -378,7 +408,7 @@ class SlackConversations:
                     f"{notices.agencies(d)}. You are {self.conversations.role_in(d, person)}. "
                     f"Next deadline: {notices.next_deadline(d, now)}.",
                 )
-                for d in self.service.my_open(person.id)
+                for d in await asyncio.to_thread(self.service.my_open, person.id)
             ]
             heading = f"Your open disputes ({len(rows)})" if rows else "You have no open disputes."
             view = home_view(heading, rows)
@@ -407,13 +437,75 @@ def _reply_payload(reply: Reply) -> dict[str, Any]:
     }
 
 
+class Ack:
+    """Bolt's ack, once: says whether this answer reached Slack (False once the budget ran out)."""
+
+    def __init__(self, ack: Any) -> None:
+        self._ack = ack
+        self.done = False
+
+    async def __call__(self, **kwargs: Any) -> bool:
+        if self.done:
+            return False
+        self.done = True
+        await self._ack(**kwargs)
+        return True
+
+
+class Budget:
+    """Runs a listener as a task; answers Slack with a plain ack if it overruns `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.running: set[asyncio.Task[None]] = set()
+
+    def wrap(
+        self, listener: Callable[..., Coroutine[Any, Any, None]]
+    ) -> Callable[..., Awaitable[None]]:
+        """A listener Bolt can call with the arguments this one takes."""
+
+        async def run(
+            ack: Any,
+            body: dict[str, Any],
+            client: AsyncWebClient,
+            command: dict[str, Any] | None = None,
+            respond: Any = None,
+        ) -> None:
+            once = Ack(ack)
+            kwargs: dict[str, Any] = {"ack": once, "body": body, "client": client}
+            if command is not None:
+                kwargs.update(command=command, respond=respond)
+                kwargs.pop("body")
+            task = asyncio.create_task(listener(**kwargs))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+            task.add_done_callback(_log_failure)
+            await asyncio.wait({task}, timeout=self.seconds)
+            if not once.done:
+                # Slack must hear from us in time; the listener finishes in the background.
+                await once()
+
+        return run
+
+    async def settle(self) -> None:
+        """Wait for listeners still running after their ack (shutdown, and tests)."""
+        while self.running:
+            await asyncio.gather(*list(self.running), return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Slack listener failed", exc_info=task.exception())
+
+
 def build_slack_app(
     conversations: Conversations,
     client: AsyncWebClient,
     signing_secret: str,
     kick: Callable[[], None],
+    budget: Budget,
 ) -> AsyncApp:
-    """The Bolt app, its listeners wired to the conversations."""
+    """The Bolt app, its listeners wired to the conversations, each under the time budget."""
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret,
@@ -431,13 +523,14 @@ def build_slack_app(
         await next()
         return None
 
-    app.command("/escalate")(slack.on_command)
-    app.block_action({"action_id": "value", "callback_id": INTAKE})(slack.on_intake_change)
+    within = budget.wrap
+    app.command("/escalate")(within(slack.on_command))
+    app.block_action({"action_id": "value", "callback_id": INTAKE})(within(slack.on_intake_change))
     app.block_action({"action_id": "value", "callback_id": re.compile(f"^{ACTION_PREFIX}")})(
-        slack.on_action_change
+        within(slack.on_action_change)
     )
-    app.block_action(BUTTONS)(slack.on_button)
-    app.view(INTAKE)(slack.on_intake_submit)
-    app.view(re.compile(f"^{ACTION_PREFIX}"))(slack.on_action_submit)
-    app.event("app_home_opened")(slack.on_home)
+    app.block_action(BUTTONS)(within(slack.on_button))
+    app.view(INTAKE)(within(slack.on_intake_submit))
+    app.view(re.compile(f"^{ACTION_PREFIX}"))(within(slack.on_action_submit))
+    app.event("app_home_opened")(within(slack.on_home))
     return app
