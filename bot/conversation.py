@@ -22,6 +22,7 @@ HELP = """Commands:
   escalate list            your open disputes and their next deadlines
   escalate status REF      where a dispute is, and what happens next
   escalate timeline        the partnership's policy, with real dates from today
+  escalate digest          disputes overdue or due within one working day
   escalate help            this help"""
 
 
@@ -213,6 +214,9 @@ class Conversations:
                 "You are not in the partnership directory yet. Type escalate to log a disagreement; you'll be asked for your agency and line manager, and remembered next time.",
                 ok=False,
             )
+        if verb == "digest":
+            digest = self.service.digest_message()
+            return Reply(digest.text, digest.facts)
         if verb == "list":
             return self.list_reply(person)
         if verb == "status":

@@ -181,7 +181,7 @@ class ConsoleChat:
                 "  as PERSON_ID             continue as someone else from the directory\n  NUMBER                   press a numbered button"
             )
             return
-        if verb != "escalate" and verb not in ("list", "status", "timeline"):
+        if verb != "escalate" and verb not in ("list", "status", "timeline", "digest"):
             self.say(f"I don't know '{words[0][:30]}'. Type help for commands.")
             return
         reply = self.conversations.command(

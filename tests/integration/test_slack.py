@@ -397,3 +397,33 @@ async def test_a_slow_command_answers_through_the_response_url(
     await slack.deliver()
     (late,) = slack.api.responses
     assert late["response_type"] == "ephemeral" and "Wolverhampton" in late["text"]
+
+
+async def test_someone_not_in_the_directory_is_guided_through_the_intake(slack: Slack) -> None:
+    await slack.command("", user=STRANGER)
+    (opened,) = slack.api.views
+    ids = [b.get("block_id") for b in opened.view["blocks"]]
+    assert {"own_name", "own_agency", "own_manager"} <= set(ids)
+    values = intake_values(
+        own_name=text("Sam Stranger"),
+        own_agency=select_("cwc-childrens"),
+        own_manager=select_("tom.hadley"),
+    )
+    response = await slack.submit("intake", values, user_id=STRANGER, view_id="V50")
+    assert await response.text() == ""
+    await slack.deliver()
+    # Remembered with their Slack id: next time they are known.
+    known = slack.core.service.identify(slack_id=STRANGER)
+    assert known is not None and known.agency == "cwc-childrens" and known.manager == "tom.hadley"
+
+
+async def test_digest_on_demand_shows_only_references_and_deadlines(
+    slack: Slack, clock: FakeClock
+) -> None:
+    dispute = await log_dispute(slack)
+    clock.advance(timedelta(days=4))  # Mon 30 Nov: due tomorrow, so in the digest
+    payload = await (await slack.command("digest")).json()
+    shown = json.dumps(payload)
+    assert payload["response_type"] == "ephemeral"
+    assert dispute.ref in shown and "CS-204611" not in shown
+    assert "1 due within one working day" in payload["text"]
