@@ -56,6 +56,7 @@ class Action(StrEnum):
     RECORD_LEARNING = "record_learning"
     WITHDRAW = "withdraw"
     REVIEW_ACTIONS = "review_actions"
+    SNOOZE = "snooze"
     CLOSE = "close"
     VIEW = "view"
 
@@ -94,6 +95,8 @@ class StepState:
     reminded_at: datetime | None = None
     # Which of the step's timers (reminder, due, breach, escalate) have gone off: each once.
     fired: list[str] = field(default_factory=list)
+    # Reminders snoozed by their recipients: person id -> when to remind them again (ISO).
+    snoozed: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:
@@ -298,6 +301,11 @@ class Dispute:
                 return None
             return "you are not in either agency of this dispute"
         acting = person in self.actors(directory, side)
+        if action == Action.SNOOZE:
+            step = self.next_due
+            if step is None or not step.fired:
+                return "there is no reminder to snooze yet"
+            return None if acting else "only the people a reminder went to can snooze it"
         managing = person in self._backers(directory, side)
         if action == Action.ACKNOWLEDGE:
             if person.id == self.details.raised_by:
@@ -746,6 +754,30 @@ class Dispute:
                 state.status = "cancelled"
         self._record("DisputeWithdrawn", now, person.id, reason=reason)
 
+    def snooze(
+        self, person: Person, directory: Directory, calendar: WorkingCalendar, now: datetime
+    ) -> datetime:
+        """Remind this person again at the next working morning, if that is before the deadline."""
+        self.require(person, Action.SNOOZE, directory, now)
+        state = self.next_due
+        if state is None:
+            raise DisputeError(f"{self.ref} has no deadline to be reminded of")
+        again = calendar.opening_of(calendar.next_working_day(calendar.local(now).date()))
+        if again >= state.due_at:
+            raise DisputeError(
+                "this step is due before the next working morning, so the reminder cannot be put off"
+            )
+        state.snoozed[person.id] = again.isoformat()
+        self._record(
+            "ReminderSnoozed",
+            now,
+            person.id,
+            stage=state.stage,
+            step=state.step_id,
+            until=again.isoformat(),
+        )
+        return again
+
     def actions_due_review(self) -> list[AgreedAction]:
         """Agreed actions of a confirmed resolution whose check-back has gone out, still open."""
         if self.resolution is None or self.resolution.status != "confirmed":
@@ -951,6 +983,7 @@ def from_data(data: dict[str, Any], policy: Policy, version: int = 0) -> Dispute
                 "breached_at": _dt(s.get("breached_at")),
                 "reminded_at": _dt(s.get("reminded_at")),
                 "fired": list(s.get("fired", [])),
+                "snoozed": dict(s.get("snoozed", {})),
             }
         )
         for s in data["steps"]

@@ -26,6 +26,7 @@ class ActionId(StrEnum):
     RECORD_LEARNING = "record_learning"
     WITHDRAW = "withdraw"
     REVIEW_ACTIONS = "review_actions"
+    SNOOZE = "snooze"
     VIEW_DETAILS = "view_details"
 
 
@@ -40,6 +41,7 @@ BUTTON_LABELS = {
     ActionId.RECORD_LEARNING: "Record learning",
     ActionId.WITHDRAW: "Withdraw",
     ActionId.REVIEW_ACTIONS: "Review agreed actions",
+    ActionId.SNOOZE: "Remind me tomorrow",
     ActionId.VIEW_DETAILS: "View details",
 }
 

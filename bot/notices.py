@@ -450,13 +450,18 @@ class Notices:
     def _on_ReminderSent(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
         due = self.when(datetime.fromisoformat(event.data["due"]), now)
         title = self._step_title(dispute, event)
+        people = self._timer_people(dispute, event.data["step"], now)
+        if event.data.get("to"):
+            # A snoozed reminder comes back to the one person who snoozed it.
+            people = [p for p in people if p.id == event.data["to"]]
         out = self.direct(
-            self._timer_people(dispute, event.data["step"], now),
+            people,
             dispute,
             f"Reminder: {dispute.ref} - '{title}' is due by {due}.",
-            buttons=PARTY_BUTTONS,
+            buttons=(*PARTY_BUTTONS, ActionId.SNOOZE),
         )
-        out.append(self.in_thread(dispute, f"Reminder: the current step is due by {due}."))
+        if not event.data.get("to"):
+            out.append(self.in_thread(dispute, f"Reminder: the current step is due by {due}."))
         return out
 
     def _on_StepDueToday(self, dispute: Dispute, event: Event, now: datetime) -> list[Message]:
@@ -466,7 +471,7 @@ class Notices:
             self._timer_people(dispute, event.data["step"], now),
             dispute,
             f"Due today: {dispute.ref} - '{title}' is due by {due}.",
-            buttons=PARTY_BUTTONS,
+            buttons=(*PARTY_BUTTONS, ActionId.SNOOZE),
         )
         out.append(self.in_thread(dispute, f"Due today: the current step is due by {due}."))
         return out

@@ -412,6 +412,11 @@ def _review_actions(
     return True, f"{d.ref} is reopened at stage {d.stage}; the parties have been told."
 
 
+def _snooze(s: Service, d: Dispute, p: Person, now: datetime) -> tuple[bool, str]:
+    again = d.snooze(p, s.directory, s.partnership.calendar, now)
+    return True, f"I'll remind you about {d.ref} again at {s.notices().when(again, now)}."
+
+
 _HANDLERS: dict[Action, Callable[..., tuple[bool, str]]] = {
     Action.ACKNOWLEDGE: _acknowledge,
     Action.ADD_NOTE: _add_note,
@@ -422,6 +427,7 @@ _HANDLERS: dict[Action, Callable[..., tuple[bool, str]]] = {
     Action.RECORD_LEARNING: _learning,
     Action.WITHDRAW: _withdraw,
     Action.REVIEW_ACTIONS: _review_actions,
+    Action.SNOOZE: _snooze,
     Action.CLOSE: _close,
 }
 

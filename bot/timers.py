@@ -23,6 +23,7 @@ BREACH = "breach"
 ESCALATE = "escalate"
 OVERALL = "overall_target"
 CHECKBACK = "checkback"
+SNOOZED = "snoozed"
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Timer:
     kind: str
     at: datetime
     step: StepState | None = None
+    person: str | None = None  # a snoozed reminder is for one person
 
 
 def _previous_working_day(calendar: WorkingCalendar, d: date) -> date:
@@ -81,10 +83,14 @@ def pending(dispute: Dispute, calendar: WorkingCalendar) -> list[Timer]:
     out: list[Timer] = []
     for state in dispute.open_steps():
         out += [t for t in _step_timers(dispute, state, calendar) if t.kind not in state.fired]
+        out += [
+            Timer(SNOOZED, datetime.fromisoformat(at), state, person)
+            for person, at in state.snoozed.items()
+        ]
     if dispute.overall_due is not None and "overall_target_breached" not in dispute.flags:
         out.append(Timer(OVERALL, dispute.overall_due))
     if "urgent" not in dispute.flags:
-        out = [Timer(t.kind, calendar.next_working_moment(t.at), t.step) for t in out]
+        out = [Timer(t.kind, calendar.next_working_moment(t.at), t.step, t.person) for t in out]
     return sorted(out, key=lambda t: t.at)
 
 
@@ -156,6 +162,19 @@ def _fire(
         return
     state = timer.step
     assert state is not None
+    if timer.kind == SNOOZED:
+        assert timer.person is not None
+        del state.snoozed[timer.person]
+        dispute.record(
+            "ReminderSent",
+            now,
+            None,
+            stage=state.stage,
+            step=state.step_id,
+            due=state.due_at.isoformat(),
+            to=timer.person,
+        )
+        return
     state.fired.append(timer.kind)
     common = {"stage": state.stage, "step": state.step_id, "due": state.due_at.isoformat()}
     if timer.kind == REMINDER:

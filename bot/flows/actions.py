@@ -132,6 +132,11 @@ _COMMANDS: dict[ActionId, Any] = {
     },
     ActionId.RECORD_LEARNING: lambda a, ctx: {"text": a["text"]},
     ActionId.WITHDRAW: lambda a, ctx: {"reason": a["reason"]},
+    ActionId.SNOOZE: lambda a, ctx: {},
+    ActionId.REVIEW_ACTIONS: lambda a, ctx: {
+        "implemented": a["implemented"],
+        "reason": a.get("reason"),
+    },
 }
 
 
@@ -276,6 +281,30 @@ def action_flows() -> dict[ActionId, ActionFlow]:
                         "Why are you withdrawing this dispute?",
                         "long_text",
                         max_length=SUMMARY_LIMIT,
+                    ),
+                ],
+            ),
+        ),
+        ActionFlow(ActionId.SNOOZE, Action.SNOOZE, Flow("snooze", "Remind me tomorrow", [])),
+        ActionFlow(
+            ActionId.REVIEW_ACTIONS,
+            Action.REVIEW_ACTIONS,
+            Flow(
+                "review_actions",
+                "Review agreed actions",
+                [
+                    Question(
+                        "implemented",
+                        "Were the agreed actions implemented?",
+                        "yes_no",
+                        hint="If not, the dispute is reopened at its stage.",
+                    ),
+                    Question(
+                        "reason",
+                        "What was not done, and why?",
+                        "long_text",
+                        max_length=SUMMARY_LIMIT,
+                        when=lambda a, ctx: a.get("implemented") is False,
                     ),
                 ],
             ),

@@ -15,7 +15,8 @@ from bot.app import Core, build_core
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.disputes import Action, DisputeDetails
-from bot.messages import Message
+from bot.flows.engine import FlowRunner
+from bot.messages import ActionId, Message
 from store.models import OutboxRow
 
 
@@ -271,3 +272,56 @@ def test_past_the_overall_target_the_escalating_agency_gives_a_reason(
         assert dispute is not None and not dispute.delay_reason_required
     finally:
         core.store.dispose()
+
+
+def test_a_reminder_snoozed_comes_back_next_morning_to_that_person_only(
+    core: Core, clock: FakeClock
+) -> None:
+    ref = core.service.open(details()).dispute.ref  # type: ignore[union-attr]
+    assert not core.service.act(ref, "ben.carter", Action.SNOOZE).ok  # nothing to snooze yet
+    run_until(core, clock, datetime(2026, 11, 30, 9, 30, tzinfo=UTC), timedelta(minutes=30))
+    outsider = core.service.act(ref, "dan.fielding", Action.SNOOZE)
+    assert not outsider.ok
+    snoozed = core.service.act(ref, "ben.carter", Action.SNOOZE)
+    assert snoozed.ok, snoozed.text
+    assert "Tue 1 Dec, 09:00" in snoozed.text
+    before = len(new_since(core, 0))
+    run_until(core, clock, datetime(2026, 12, 1, 8, 59, tzinfo=UTC), timedelta(minutes=30))
+    assert len(new_since(core, 0)) == before
+    run_until(core, clock, datetime(2026, 12, 1, 9, 0, tzinfo=UTC), timedelta(minutes=1))
+    again = new_since(core, before)
+    reminders = [m for m in again if m.text.startswith("Reminder")]
+    assert [m.recipient.id for m in reminders] == ["ben.carter"]
+    # The "due today" nudge that morning cannot be put off past the deadline.
+    assert any(m.text.startswith("Due today") for m in again)
+    refused = core.service.act(ref, "ben.carter", Action.SNOOZE)
+    assert not refused.ok and "due before the next working morning" in refused.text
+
+
+def test_the_check_back_button_flow_records_implemented(core: Core, clock: FakeClock) -> None:
+    ref = core.service.open(details()).dispute.ref  # type: ignore[union-attr]
+    core.service.act(ref, "ben.carter", Action.ACKNOWLEDGE)
+    core.service.act(
+        ref,
+        "ben.carter",
+        Action.PROPOSE_RESOLUTION,
+        outcome="A joint visit.",
+        actions=[("Joint visit", "ben.carter", date(2026, 12, 2))],
+    )
+    core.service.act(ref, "amara.okafor", Action.RESPOND_TO_RESOLUTION, confirm=True)
+    run_until(core, clock, datetime(2026, 12, 2, 9, 30, tzinfo=UTC), timedelta(hours=1))
+    conv = core.conversations
+    flow = conv.action_flow(ActionId.REVIEW_ACTIONS)
+    runner = FlowRunner(flow.flow, conv.context(core.service.person("ben.carter")))
+    assert runner.answer("implemented", "no").accepted
+    assert runner.pending() is not None and runner.pending().id == "reason"  # type: ignore[union-attr]
+    assert runner.answer("implemented", "yes").accepted
+    assert runner.pending() is None
+    person = core.service.person("ben.carter")
+    assert person is not None
+    outcome = conv.run_action(ref, person, ActionId.REVIEW_ACTIONS, runner.state.answers)
+    assert outcome.ok, outcome.text
+    dispute = core.service.view(ref, "ben.carter").dispute
+    assert dispute is not None
+    assert dispute.resolution is not None
+    assert [a.status for a in dispute.resolution.actions] == ["implemented"]
