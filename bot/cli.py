@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--directory", help="directory file to update (default: the partnership's)")
     imp.add_argument("--out", help="write the merged directory here instead of replacing the file")
     imp.set_defaults(func=_directory_import)
+    _record_commands(sub)
     return parser
 
 
@@ -138,7 +139,10 @@ def _settings() -> Settings:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    path = args.config or _settings().escalation_config
+    from bot.envcheck import check_environment
+
+    settings = _settings()
+    path = args.config or settings.escalation_config
     partnership = load_partnership(path)
     d = partnership.directory
     print(f"OK: {partnership.config.name}")
@@ -148,7 +152,18 @@ def _check_config(args: argparse.Namespace) -> int:
     print(f"  directory {len(d.agencies)} agencies, {len(d.people)} people")
     for warning in partnership.warnings:
         print(f"  warning: {warning}")
-    return 0
+    findings = check_environment(settings, partnership)
+    platforms = [
+        name
+        for name, on in (("Slack", settings.slack_enabled), ("Teams", settings.teams_enabled))
+        if on
+    ]
+    print(f"  platforms {', '.join(platforms) or 'none (the console)'}")
+    if findings:
+        print("Environment:")
+    for finding in findings:
+        print(f"  {finding}")
+    return 1 if any(f.error for f in findings) else 0
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -376,7 +391,7 @@ def run_console(
             try:
                 return await chat.run()
             finally:
-                ticker.stop()
+                await ticker.stop()
 
         return asyncio.run(main())
     finally:
@@ -394,7 +409,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from bot import logs
+
     settings = _settings()
+    logs.configure(settings.log_level, settings.log_format)
     if not settings.slack_enabled and not settings.teams_enabled:
         print(
             "No Slack or Teams credentials are set, so the bot runs here in the terminal (the console platform)."
@@ -408,3 +426,220 @@ def _serve(args: argparse.Namespace) -> int:
         return run_server(core)
     finally:
         core.store.dispose()
+
+
+# ---- the record: audit verify, export, report, retention -----------------------------------
+
+
+def _record_commands(sub: Any) -> None:
+    p = sub.add_parser("audit", help="check the tamper-evident record")
+    asub = p.add_subparsers(title="audit commands", metavar="COMMAND")
+    verify = asub.add_parser(
+        "verify",
+        help="check every dispute's hash chain, naming each event edited, deleted, inserted or reordered",
+    )
+    verify.add_argument(
+        "--heads",
+        help="a file of each chain's last hash, kept somewhere else: checked if it exists (catches "
+        "events cut from the end of a chain), then brought up to date when all is well",
+    )
+    verify.set_defaults(func=_audit_verify)
+
+    p = sub.add_parser("export", help="a dispute's record, for the child's or adult's file")
+    p.add_argument("ref", help="the dispute reference, e.g. WST-2026-0001")
+    p.add_argument("--format", choices=["md", "html", "pdf"], default="md")
+    p.add_argument(
+        "--as",
+        dest="person",
+        required=True,
+        help="your directory id: the export is recorded against you, and refused if you may not see the dispute",
+    )
+    p.add_argument("--out", help="write to this file (default: standard output; REF.pdf for pdf)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("report", help="the board report on the disputes closed in a period")
+    p.add_argument("--from", dest="start", required=True, help="first day, e.g. 2026-04-01")
+    p.add_argument("--to", dest="end", required=True, help="last day, e.g. 2027-03-31")
+    p.add_argument("--format", choices=["html", "md", "csv"], default="html")
+    p.add_argument("--out", help="write to this file (default: standard output)")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser(
+        "retention",
+        help="remove the personal details of disputes closed longer ago than the retention period",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    p.add_argument(
+        "--as",
+        dest="person",
+        help="the partnership admin running it (recorded on each dispute; default: the retention schedule)",
+    )
+    p.set_defaults(func=_retention)
+
+
+def _records_clock() -> Any:
+    """The clock the record commands use (tests put a simulated one here)."""
+    from bot.clock import SystemClock
+
+    return SystemClock()
+
+
+def _archive() -> Any:
+    from bot.app import build_core
+    from bot.archive import Archive
+
+    core = build_core(_settings(), clock=_records_clock())
+    return core, Archive(core.service)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from bot.records import check_heads, heads_of
+
+    core, archive = _archive()
+    try:
+        checks = archive.verify()
+    finally:
+        core.store.dispose()
+    findings = [f for c in checks for f in c.findings]
+    heads_path = Path(args.heads) if args.heads else None
+    if heads_path is not None and heads_path.exists():
+        try:
+            saved = json.loads(heads_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            print(f"Cannot read the heads file {heads_path}: {exc}", file=sys.stderr)
+            return 2
+        findings += check_heads(checks, saved)
+    events = sum(c.events for c in checks)
+    print(f"Checked {len(checks)} disputes, {events} events.")
+    if findings:
+        for finding in findings:
+            print(f"BROKEN {finding}")
+        broken = len({f.ref for f in findings})
+        print(
+            f"The record has been altered: {len(findings)} problem{'s' if len(findings) != 1 else ''} "
+            f"in {broken} dispute{'s' if broken != 1 else ''}."
+        )
+        return 1
+    redacted = sum(c.redacted for c in checks)
+    extra = f" ({redacted} redacted under the retention policy, as recorded)" if redacted else ""
+    print(f"Every hash chain is intact: no event edited, deleted, inserted or reordered{extra}.")
+    if heads_path is not None:
+        heads_path.write_text(
+            json.dumps(heads_of(checks), indent=1, sort_keys=True), encoding="utf-8"
+        )
+        print(
+            f"Heads saved to {heads_path}; keep a copy somewhere the database's users cannot write."
+        )
+    return 0
+
+
+def _write(content: str | bytes, out: str | None) -> None:
+    if out is None:
+        if isinstance(content, bytes):
+            sys.stdout.buffer.write(content)
+        else:
+            sys.stdout.write(content)
+        return
+    path = Path(out)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    print(f"Written to {path}.")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from bot import chromium
+
+    to_pdf = None
+    if args.format == "pdf":
+        try:
+            program = chromium.require()
+        except chromium.ChromiumMissing as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+
+        def to_pdf(page: str) -> bytes:
+            return chromium.html_to_pdf(page, program=program)
+
+    core, archive = _archive()
+    try:
+        done = archive.export(args.ref, args.person, args.format, to_pdf=to_pdf)
+    except chromium.ChromiumFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        core.store.dispose()
+    if not done.ok:
+        print(done.text, file=sys.stderr)
+        return 1
+    out = args.out or (f"{args.ref.strip().upper()}.pdf" if args.format == "pdf" else None)
+    _write(done.content, out)
+    if done.check is not None and not done.check.ok:
+        print(f"Warning: {done.check.summary()}", file=sys.stderr)
+    return 0
+
+
+def _parse_day(text: str) -> Any:
+    from datetime import date
+
+    for parse in (date.fromisoformat, lambda t: datetime.strptime(t, "%d/%m/%Y").date()):
+        try:
+            return parse(text.strip())
+        except ValueError:
+            continue
+    return None
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bot.archive import Archive
+
+    start, end = _parse_day(args.start), _parse_day(args.end)
+    for given, parsed in ((args.start, start), (args.end, end)):
+        if parsed is None:
+            print(
+                f"'{given}' is not a date; write it like 2026-04-01 or 01/04/2026", file=sys.stderr
+            )
+            return 2
+    if end < start:
+        print("The period ends before it starts: --to must be on or after --from.", file=sys.stderr)
+        return 2
+    core, archive = _archive()
+    try:
+        report = archive.report(start, end)
+    finally:
+        core.store.dispose()
+    _write(Archive.render_report(report, args.format), args.out)
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    from bot.archive import describe_retention
+
+    core, archive = _archive()
+    try:
+        if args.person:
+            person = core.service.directory.get(args.person)
+            if person is None or not person.has_role("admin"):
+                print(
+                    f"Only a partnership admin can run retention; '{args.person}' is not one.",
+                    file=sys.stderr,
+                )
+                return 1
+        items = archive.retention(dry_run=args.dry_run, actor=args.person)
+        tz = core.partnership.policy.timezone
+        days = core.partnership.config.retention_days
+    finally:
+        core.store.dispose()
+    if not items:
+        print(
+            f"No dispute was closed more than {days} days ago with its personal details still kept."
+        )
+        return 0
+    heading = "Dry run: nothing changed." if args.dry_run else "Done, and recorded on each dispute."
+    print(
+        f"{len(items)} dispute{'s' if len(items) != 1 else ''} past the retention period of {days} days. {heading}"
+    )
+    for item in items:
+        print(f"  {describe_retention(item, tz, dry_run=args.dry_run)}")
+    return 1 if any(item.skipped for item in items) else 0

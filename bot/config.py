@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,7 +39,12 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 3978
     log_level: str = "INFO"
-    tick_seconds: int = 30
+    tick_seconds: int = Field(default=30, ge=1, le=3600)
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # /readyz fails when the oldest unsent message is older than this (the outbox is stuck).
+    outbox_stuck_seconds: int = Field(default=600, ge=30)
+    # How long a stopping server may take to finish the tick and the sends in progress.
+    shutdown_seconds: float = Field(default=20.0, gt=0, le=300)
     slack_bot_token: str | None = None
     slack_signing_secret: str | None = None
     slack_app_token: str | None = None

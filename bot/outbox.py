@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -43,6 +43,7 @@ class DispatchReport:
     retried: int = 0
     parked: int = 0
     deferred: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (platform, reason)
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -91,14 +92,16 @@ class Dispatcher:
         now = self.clock.now()
         platform = self.platform_for(message)
         with self.store.unit() as session:
-            if self.store.earlier_unsent_in_thread(session, claimed):
-                # Keep the thread in order: try again once the earlier message has gone.
+            earlier_due = self.store.earlier_unsent_in_thread(session, claimed)
+            if earlier_due is not None:
+                # Keep the thread in order: try again when the earlier message is next tried.
                 self.store.finish_message(
                     session,
                     claimed.id,
                     worker=self.worker,
                     status="pending",
                     now=now,
+                    retry_at=max(earlier_due, now),
                     attempted=False,
                 )
                 report.deferred += 1
@@ -107,11 +110,22 @@ class Dispatcher:
         if platform is None:
             self._park(claimed, "no platform can reach this recipient", report)
             return
+        if claimed.attempts >= MAX_ATTEMPTS:
+            # Every try so far ended with no outcome recorded: its sender died each time (this
+            # message may be what kills it). Attempts are counted at the claim for this.
+            self._park(claimed, f"no sender survived {claimed.attempts} tries", report)
+            return
         try:
             delivered = await platform.send(
                 message, thread_id=thread_id, maybe_sent=claimed.maybe_sent
             )
-        except SendFailed as exc:
+        except Exception as exc:
+            # An adapter's unexpected error is a failed send like any other: it must not end
+            # the pass and leave the rest of the batch claimed until the lease lapses.
+            if not isinstance(exc, SendFailed):
+                log.exception("platform %s failed unexpectedly", platform.name)
+                exc = SendFailed(f"unexpected error: {exc!r}")
+            report.failures.append((platform.name, exc.reason[:80]))
             attempts = claimed.attempts + 1
             if exc.permanent or attempts >= MAX_ATTEMPTS:
                 self._park(claimed, exc.reason, report)

@@ -7,12 +7,15 @@ nothing and repeats nothing; the scheduler is only a metronome.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.metrics import Metrics
 from bot.outbox import Dispatcher, DispatchReport
 from bot.service import Service, TickReport
 
@@ -30,29 +33,50 @@ class Beat:
 class Timekeeper:
     """Runs the timers and sends the outbox, every `seconds`."""
 
-    def __init__(self, service: Service, dispatcher: Dispatcher, seconds: int = 30) -> None:
+    def __init__(
+        self,
+        service: Service,
+        dispatcher: Dispatcher,
+        seconds: int = 30,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.service = service
         self.dispatcher = dispatcher
         self.seconds = seconds
+        self.metrics = metrics
         self.scheduler: AsyncIOScheduler | None = None
+        self.last_beat: datetime | None = None
+        self._current: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the tick is scheduled."""
+        return self.scheduler is not None and self.scheduler.running
 
     async def beat(self) -> Beat:
         """One tick: fire what is due, then send what is queued."""
-        timers = self.service.tick()
+        started = time.perf_counter()
+        # The timers' database work runs in a worker thread, so requests are served meanwhile.
+        timers = await asyncio.to_thread(self.service.tick)
         sent = await self.dispatcher.run_once()
+        if self.metrics is not None:
+            self.metrics.observe_tick(timers, sent, time.perf_counter() - started)
+        self.last_beat = datetime.now(UTC)
         if timers.fired or sent.sent or sent.parked:
             log.info(
-                "tick",
-                extra={"fired": timers.fired, "sent": sent.sent, "parked": sent.parked},
+                "tick", extra={"fired": timers.fired, "sent": sent.sent, "parked": sent.parked}
             )
         return Beat(timers, sent)
 
     async def _safe_beat(self) -> None:
         # A failing tick (the database restarting, say) must not stop the next one.
+        self._current = asyncio.current_task()
         try:
             await self.beat()
         except Exception:
             log.exception("tick failed; trying again at the next one")
+        finally:
+            self._current = None
 
     def start(self) -> AsyncIOScheduler:
         """Start ticking on the running event loop; the first tick is at once."""
@@ -70,8 +94,15 @@ class Timekeeper:
         self.scheduler = scheduler
         return scheduler
 
-    def stop(self) -> None:
-        """Stop ticking (a tick in progress finishes)."""
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+    async def stop(self) -> None:
+        """Stop ticking, letting a tick in progress finish (its sends included)."""
+        scheduler = self.scheduler
+        if scheduler is not None and scheduler.running:
+            scheduler.pause()  # no new tick from now on
+        current = self._current
+        if current is not None and not current.done():
+            # Shielded: APScheduler's shutdown cancels running jobs; this one must finish.
+            await asyncio.shield(current)
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
         self.scheduler = None

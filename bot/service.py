@@ -32,6 +32,7 @@ class TickReport:
     fired: int = 0
     conflicts: int = 0
     digest: bool = False
+    events: dict[str, int] = field(default_factory=dict)  # what the timers did, by event type
 
 
 @dataclass
@@ -229,17 +230,21 @@ class Service:
             refs = self.store.due_for_timers(session, now=now, limit=limit)
         for ref in refs:
             try:
-                report.fired += self._tick_one(ref, now)
+                for event_type in self._tick_one(ref, now):
+                    report.fired += 1
+                    report.events[event_type] = report.events.get(event_type, 0) + 1
             except Conflict:
                 # Someone acted on it at the same moment; its new wake-up time brings it back.
                 report.conflicts += 1
         report.digest = self.send_digest_if_due(now)
         return report
 
-    def _tick_one(self, ref: str, now: datetime) -> int:
+    def _tick_one(self, ref: str, now: datetime) -> list[str]:
+        """Set off one dispute's due timers; the types of the events they recorded."""
         with self.store.unit() as session:
             dispute = self.store.load(session, ref, lock=True)
-            fired = timers.fire_due(dispute, self.directory, self.partnership.calendar, now)
+            timers.fire_due(dispute, self.directory, self.partnership.calendar, now)
+            happened = [e.type for e in dispute.new_events]
             messages = self.notices().for_events(dispute, dispute.new_events, now)
             self.store.save(
                 session,
@@ -249,7 +254,7 @@ class Service:
                 wake_at=self._wake(dispute),
                 now=now,
             )
-        return fired
+        return happened
 
     def digest_message(self, now: datetime | None = None) -> Message:
         """The oversight digest: breached disputes and those due within a working day."""

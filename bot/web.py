@@ -1,16 +1,25 @@
-"""The one aiohttp server: Slack's HTTP endpoint, the health check, and the tick.
+"""The one aiohttp server: the chat platforms' endpoints, health, metrics, and the tick.
 
 Bolt has no handler for an existing aiohttp app (DESIGN.md), so `/slack/events` converts
 requests with Bolt's own helpers around `AsyncApp.async_dispatch`. The timekeeper starts with
 the server (the scheduler must start inside the running loop) and stops with it.
+
+Shutdown (SIGTERM): aiohttp stops accepting requests and lets those in flight finish; then the
+tick stops after the one in progress (its sends included), listeners still at work after their
+ack finish, and the database connections close, all within SHUTDOWN_SECONDS. A send cut off
+by that bound is not lost: its claim lapses and it is sent after the restart, once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -20,9 +29,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.adapters.base import Platform
 from bot.adapters.slack.app import Budget, build_slack_app
 from bot.adapters.slack.platform import SlackPlatform
+from bot.adapters.teams.bot import TeamsEndpoint, build_teams
 from bot.app import Core
+from bot.metrics import Metrics
 from bot.outbox import Dispatcher
 from bot.scheduler import Timekeeper
+from store import db
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +49,23 @@ class Server:
     budget: Budget = field(default_factory=lambda: Budget(2.0))
     dispatcher: Dispatcher | None = None
     timekeeper: Timekeeper | None = None
+    metrics: Metrics | None = None
+    teams: TeamsEndpoint | None = None
     _kicks: set[asyncio.Task[object]] = field(default_factory=set)
 
     def kick(self) -> None:
         """Send what was just queued now rather than at the next tick."""
         if self.dispatcher is None:
             return
-        task = asyncio.get_running_loop().create_task(self.dispatcher.run_once())
+        task = asyncio.get_running_loop().create_task(self._send_now())
         self._kicks.add(task)  # keep a reference until it is done (asyncio's advice)
         task.add_done_callback(self._kicks.discard)
+
+    async def _send_now(self) -> None:
+        assert self.dispatcher is not None
+        report = await self.dispatcher.run_once()
+        if self.metrics is not None:
+            self.metrics.observe_sends(report)
 
     async def settle(self) -> None:
         """Wait for listeners still at work after their ack, and the sends kicks started."""
@@ -67,10 +87,17 @@ def slack_client(core: Core) -> AsyncWebClient:
     return AsyncWebClient(token=settings.slack_bot_token, base_url=base, retry_handlers=[])
 
 
-def build_server(core: Core, *, tick: bool = True) -> Server:
-    """Wire the enabled platforms, the outbox and the tick around the core."""
+def build_server(core: Core, *, tick: bool = True, teams_credentials: Any = None) -> Server:
+    """Wire the enabled platforms, the outbox and the tick around the core.
+
+    `teams_credentials` replaces the Teams app password's token requests (tests).
+    """
     settings = core.settings
-    server = Server(core, budget=Budget(settings.slack_ack_budget))
+    server = Server(
+        core,
+        budget=Budget(settings.slack_ack_budget),
+        metrics=Metrics(core.store, core.service.clock),
+    )
     if settings.slack_enabled:
         client = slack_client(core)
         channels = {
@@ -93,20 +120,116 @@ def build_server(core: Core, *, tick: bool = True) -> Server:
             server.kick,
             server.budget,
         )
+    if settings.teams_enabled:
+        server.teams, teams_platform = build_teams(
+            core, server.kick, lambda: server.platforms, credentials_factory=teams_credentials
+        )
+        server.platforms.append(teams_platform)
     server.dispatcher = core.dispatcher(server.platforms)
     if tick:
-        server.timekeeper = Timekeeper(core.service, server.dispatcher, settings.tick_seconds)
+        server.timekeeper = Timekeeper(
+            core.service, server.dispatcher, settings.tick_seconds, server.metrics
+        )
     return server
 
 
+def readiness(server: Server) -> dict[str, dict[str, object]]:
+    """Each readiness check: database reachable, schema current, tick running, outbox moving."""
+    core = server.core
+    checks: dict[str, dict[str, object]] = {}
+    try:
+        url = core.settings.database_url
+        current, head = db.current_revision(core.store.engine), db.head_revision(url)
+        checks["database"] = {"ok": True}
+        checks["migrations"] = {
+            "ok": current == head,
+            **({} if current == head else {"detail": f"at {current}, code expects {head}"}),
+        }
+    except Exception as exc:  # any failure to reach the database is "not ready", named
+        checks["database"] = {"ok": False, "detail": exc.__class__.__name__}
+        checks["migrations"] = {"ok": False, "detail": "database unreachable"}
+    if server.timekeeper is not None:
+        running = server.timekeeper.running
+        checks["scheduler"] = {"ok": running, **({} if running else {"detail": "not running"})}
+    if checks["database"]["ok"]:
+        with core.store.unit() as session:
+            oldest = core.store.oldest_unsent(session)
+        limit = timedelta(seconds=core.settings.outbox_stuck_seconds)
+        age = core.service.clock.now() - oldest if oldest else timedelta(0)
+        stuck = age > limit
+        checks["outbox"] = {
+            "ok": not stuck,
+            **(
+                {"detail": f"oldest unsent message is {int(age.total_seconds())} s old"}
+                if stuck
+                else {}
+            ),
+        }
+    return checks
+
+
+PLATFORM_PATHS = {"/slack/events": "slack", "/api/messages": "teams"}
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
 def make_web_app(server: Server) -> web.Application:
-    """The aiohttp application: /slack/events, /healthz, and the tick's lifetime."""
-    app = web.Application(client_max_size=1024 * 1024)
+    """The aiohttp application: the platforms, /healthz, /readyz, /metrics, and the tick."""
+    metrics = server.metrics
+
+    @web.middleware
+    async def account(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # A request id for the logs, and each platform request counted and timed.
+        request[REQUEST_ID] = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        platform = PLATFORM_PATHS.get(request.path)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = await handler(request)
+            outcome = "ok" if response.status < 400 else f"{response.status // 100}xx"
+            return response
+        except web.HTTPException as exc:
+            outcome = f"{exc.status // 100}xx"
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if platform is not None and metrics is not None:
+                metrics.requests.labels(platform, outcome).inc()
+                metrics.latency.labels(platform).observe(elapsed)
+            if platform is not None:
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request[REQUEST_ID],
+                        "platform": platform,
+                        "path": request.path,
+                        "status": outcome,
+                        "duration_ms": round(elapsed * 1000, 1),
+                    },
+                )
+
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[account])
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    async def readyz(request: web.Request) -> web.Response:
+        checks = await asyncio.to_thread(readiness, server)
+        ready = all(check["ok"] for check in checks.values())
+        failed = [name for name, check in checks.items() if not check["ok"]]
+        body = {"status": "ready" if ready else "not ready", "failed": failed, "checks": checks}
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        assert metrics is not None
+        text = await asyncio.to_thread(metrics.exposition)
+        return web.Response(body=text, content_type="text/plain", charset="utf-8")
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics_page)
 
     if server.slack_app is not None:
         slack_app = server.slack_app
@@ -117,16 +240,27 @@ def make_web_app(server: Server) -> web.Application:
 
         app.router.add_post("/slack/events", slack_events)
 
+    if server.teams is not None:
+        app.router.add_post("/api/messages", server.teams.handle)
+
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
         if server.timekeeper is not None:
             server.timekeeper.start()
         yield
-        if server.timekeeper is not None:
-            server.timekeeper.stop()
-        await server.settle()
+        try:
+            await asyncio.wait_for(stop(server), server.core.settings.shutdown_seconds)
+        except TimeoutError:
+            log.warning("shutdown bound reached; unfinished sends will go after the restart")
 
     app.cleanup_ctx.append(lifetime)
     return app
+
+
+async def stop(server: Server) -> None:
+    """Finish the tick in progress and the work in flight."""
+    if server.timekeeper is not None:
+        await server.timekeeper.stop()
+    await server.settle()
 
 
 def run_server(core: Core) -> int:
@@ -150,5 +284,12 @@ def run_server(core: Core) -> int:
         f"Serving on http://{settings.host}:{settings.port} "
         f"(Slack: {mode if server.slack_app else 'off'}); Ctrl-C to stop."
     )
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        shutdown_timeout=settings.shutdown_seconds,
+        access_log=None,  # requests are logged by the middleware, without query strings
+    )
     return 0

@@ -85,7 +85,9 @@ class ClaimedMessage:
     dispute_id: int | None
     message: Message
     attempts: int
-    maybe_sent: bool  # a previous sender died mid-send: the platform may already have it
+    # A previous try may have reached the platform (its sender died mid-send, or the send
+    # timed out after the platform got it): the platform should check before showing it.
+    maybe_sent: bool
 
 
 @dataclass(frozen=True)
@@ -447,7 +449,9 @@ class Store:
                     dispute_id=row.dispute_id,
                     message=Message.from_data(row.payload),
                     attempts=row.attempts,
-                    maybe_sent=row.status == "sending",
+                    # Not only a lapsed claim: a send that failed (a timeout above all) may
+                    # have arrived all the same, and its retry must not show it twice.
+                    maybe_sent=row.status == "sending" or row.attempts > 0,
                 )
             )
             row.status = "sending"
@@ -457,17 +461,24 @@ class Store:
             row.attempts += 1
         return claimed
 
-    def earlier_unsent_in_thread(self, session: Session, claimed: ClaimedMessage) -> bool:
-        """Whether an earlier channel message of the same dispute is still unsent."""
+    def earlier_unsent_in_thread(
+        self, session: Session, claimed: ClaimedMessage
+    ) -> datetime | None:
+        """When an earlier, still unsent channel message of the same dispute is next due.
+
+        None when there is none, so the message may go now.
+        """
         if claimed.dispute_id is None or claimed.message.recipient.kind != "channel":
-            return False
-        query = select(OutboxRow.id).where(
+            return None
+        # The time, not only whether: a message waiting behind a root in backoff waits until
+        # then, instead of being claimed (and crowding out others' messages) on every pass.
+        query = select(func.min(OutboxRow.next_attempt_at)).where(
             OutboxRow.dispute_id == claimed.dispute_id,
             OutboxRow.recipient_kind == "channel",
             OutboxRow.id < claimed.id,
             OutboxRow.status.in_(("pending", "sending")),
         )
-        return session.execute(query.limit(1)).first() is not None
+        return session.execute(query).scalar_one_or_none()
 
     def finish_message(
         self,
@@ -515,6 +526,23 @@ class Store:
     ) -> None:
         """Remember where a dispute's thread lives on a platform."""
         session.add(ThreadRow(dispute_ref=ref, platform=platform, channel=channel, root_id=root_id))
+
+    def oldest_unsent(self, session: Session) -> datetime | None:
+        """When the oldest message still waiting to go was queued (None if none waits)."""
+        return session.execute(
+            select(func.min(OutboxRow.created_at)).where(
+                OutboxRow.status.in_(("pending", "sending"))
+            )
+        ).scalar_one_or_none()
+
+    def open_by_stage(self, session: Session) -> dict[int, int]:
+        """How many disputes are open at each stage."""
+        rows = session.execute(
+            select(DisputeRow.stage, func.count())
+            .where(DisputeRow.status.in_([s.value for s in OPEN_STATUSES]))
+            .group_by(DisputeRow.stage)
+        )
+        return {stage: count for stage, count in rows}
 
     def outbox_counts(self, session: Session) -> dict[str, int]:
         """How many messages are in each state."""

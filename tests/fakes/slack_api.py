@@ -38,6 +38,7 @@ with ``include_all_metadata``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import defaultdict, deque
@@ -183,6 +184,8 @@ class FakeSlackApi:
         self.violations: list[Violation] = []
         # What the bot posted to slash commands' response_url (see `response_url`).
         self.responses: list[JsonDict] = []
+        # Seconds each call takes before it is answered (a slow Slack, for shutdown tests).
+        self.delay = 0.0
         self.users: dict[str, JsonDict] = {}
 
         self._failures: dict[str, deque[_Failure]] = defaultdict(deque)
@@ -337,6 +340,8 @@ class FakeSlackApi:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
+        if self.delay:
+            await asyncio.sleep(self.delay)
         try:
             args = await self._read_args(request)
         except _ApiError as exc:
