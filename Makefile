@@ -31,10 +31,12 @@ lint: $(STAMP)
 ## test: install everything needed, lint, and run the whole suite (PostgreSQL included)
 test: $(STAMP) lint
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
 
-## bench: the benchmarks, written to BENCHMARKS.md
+## bench: the benchmarks, written to BENCHMARKS.md (about 10 minutes; PostgreSQL included)
 bench: $(STAMP)
+	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/run.py
 
 clean:

@@ -131,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--out", help="write the merged directory here instead of replacing the file")
     imp.set_defaults(func=_directory_import)
     _record_commands(sub)
+    _teams_commands(sub)
     return parser
 
 
@@ -163,6 +164,11 @@ def _check_config(args: argparse.Namespace) -> int:
         print("Environment:")
     for finding in findings:
         print(f"  {finding}")
+    if settings.teams_enabled:
+        from bot.adapters.teams.reach import check_lines
+
+        for line in check_lines(partnership, settings):
+            print(f"  {line}")
     return 1 if any(f.error for f in findings) else 0
 
 
@@ -510,7 +516,10 @@ def _audit_verify(args: argparse.Namespace) -> int:
             return 2
         findings += check_heads(checks, saved)
     events = sum(c.events for c in checks)
-    print(f"Checked {len(checks)} disputes, {events} events.")
+    print(
+        f"Checked {len(checks)} dispute{'s' if len(checks) != 1 else ''}, "
+        f"{events} event{'s' if events != 1 else ''}."
+    )
     if findings:
         for finding in findings:
             print(f"BROKEN {finding}")
@@ -643,3 +652,49 @@ def _retention(args: argparse.Namespace) -> int:
     for item in items:
         print(f"  {describe_retention(item, tz, dry_run=args.dry_run)}")
     return 1 if any(item.skipped for item in items) else 0
+
+
+def _teams_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "teams-package", help="build the Teams app package (a zip a Teams admin uploads)"
+    )
+    p.add_argument(
+        "--app-id", help="the bot's Microsoft App ID (default: MICROSOFT_APP_ID)", default=None
+    )
+    p.add_argument(
+        "--website", required=True, help="the partnership's https:// web page about the bot"
+    )
+    p.add_argument("--privacy-url", help="privacy notice (default: WEBSITE/privacy)")
+    p.add_argument("--terms-url", help="terms of use (default: WEBSITE/terms)")
+    p.add_argument("--developer", help="publisher name shown in Teams (default: the partnership)")
+    p.add_argument("--version", default="1.0.0", help="the app's version (raise it to update)")
+    p.add_argument("--manifest", default="teams/manifest.json", help="the manifest template")
+    p.add_argument("--out", default="var/escalation-bot-teams.zip", help="where to write it")
+    p.add_argument("--config", help="partnership file (for the default publisher name)")
+    p.set_defaults(func=_teams_package)
+
+
+def _teams_package(args: argparse.Namespace) -> int:
+    from bot.adapters.teams.package import build_package
+
+    settings = _settings()
+    app_id = args.app_id or settings.microsoft_app_id or ""
+    developer = args.developer
+    if not developer:
+        developer = load_partnership(args.config or settings.escalation_config).config.name
+    try:
+        out = build_package(
+            Path(args.manifest),
+            Path(args.out),
+            app_id=app_id,
+            website=args.website,
+            developer=developer,
+            privacy_url=args.privacy_url,
+            terms_url=args.terms_url,
+            version=args.version,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"Cannot build the Teams package: {exc}", file=sys.stderr)
+        return 1
+    print(f"Wrote {out}: upload it in the Teams admin centre (Teams apps, Manage apps, Upload).")
+    return 0

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     slack_api_url: str = "https://slack.com/api/"
     # Seconds of Slack's 3 the bot may spend before it must answer (the rest is the network).
     slack_ack_budget: float = Field(default=2.0, gt=0, le=2.5)
+    # How often one person may use /escalate: `command_burst` at once, refilled at this rate.
+    command_rate_per_minute: int = Field(default=10, ge=1, le=600)
+    command_burst: int = Field(default=10, ge=1, le=600)
     microsoft_app_id: str | None = None
     microsoft_app_password: str | None = None
     microsoft_app_tenant_id: str | None = None

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.archive import Archive
 from bot.directory import Person, role_label
 from bot.disputes import Dispute
 from bot.flows.actions import ActionFlow, action_flows
@@ -191,6 +192,8 @@ class Conversations:
         self, ref: str, person: Person, button: ActionId, answers: dict[str, Any]
     ) -> Outcome:
         """Carry out a button's action with its flow's answers."""
+        if button == ActionId.SEND_RECORD:
+            return Archive(self.service).send_record(ref, person.id)
         flow = self.actions[button]
         ctx = self.context(person)
         return self.service.act(ref, person.id, flow.action, **flow.command(answers, ctx))

@@ -28,6 +28,7 @@ class ActionId(StrEnum):
     REVIEW_ACTIONS = "review_actions"
     SNOOZE = "snooze"
     VIEW_DETAILS = "view_details"
+    SEND_RECORD = "send_record"
 
 
 BUTTON_LABELS = {
@@ -43,6 +44,7 @@ BUTTON_LABELS = {
     ActionId.REVIEW_ACTIONS: "Review agreed actions",
     ActionId.SNOOZE: "Remind me tomorrow",
     ActionId.VIEW_DETAILS: "View details",
+    ActionId.SEND_RECORD: "Send me the record",
 }
 
 

@@ -365,7 +365,7 @@ class Notices:
                 f"{dispute.ref} is resolved: {self.name(event.actor)} confirmed the agreed outcome. "
                 "This is the written record of the outcome; place it on the child's or adult's file.",
                 facts=facts,
-                buttons=(ActionId.RECORD_LEARNING, ActionId.VIEW_DETAILS),
+                buttons=(ActionId.RECORD_LEARNING, ActionId.SEND_RECORD, ActionId.VIEW_DETAILS),
             ),
             self.in_thread(dispute, f"Resolved at stage {dispute.stage}."),
         ]

@@ -6,6 +6,10 @@ work), sends each outside any transaction, and records the result in another qui
 sender killed mid-way leaves its claims to lapse; whoever claims them next tells the platform
 the message may already have arrived, so it can avoid showing it twice.
 
+Every database step runs in a worker thread, never on the event loop: on SQLite a step may
+wait for another writer's lock, and a wait on the loop held up every Slack request with it
+(past Slack's 3 seconds, under load: tests/integration/test_load.py).
+
 Within a dispute's channel thread, order holds: nothing is sent after a channel message of
 the same dispute that has not gone yet (the thread root first). After MAX_ATTEMPTS, or at
 once for a permanent failure, a message is parked and the partnership admins are told.
@@ -13,11 +17,12 @@ once for a permanent failure, a message is parked and the partnership admins are
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -79,41 +84,35 @@ class Dispatcher:
         """Claim what is due now and send it, in order."""
         report = DispatchReport()
         now = self.clock.now()
-        with self.store.unit() as session:
-            batch = self.store.claim_messages(
-                session, now=now, lease=LEASE, worker=self.worker, limit=limit
-            )
+        batch = await asyncio.to_thread(self._claim, now, limit)
         for claimed in batch:
             await self._send_one(claimed, report)
         return report
+
+    def _claim(self, now: datetime, limit: int) -> list[ClaimedMessage]:
+        with self.store.unit() as session:
+            return self.store.claim_messages(
+                session, now=now, lease=LEASE, worker=self.worker, limit=limit
+            )
 
     async def _send_one(self, claimed: ClaimedMessage, report: DispatchReport) -> None:
         message = claimed.message
         now = self.clock.now()
         platform = self.platform_for(message)
-        with self.store.unit() as session:
-            earlier_due = self.store.earlier_unsent_in_thread(session, claimed)
-            if earlier_due is not None:
-                # Keep the thread in order: try again when the earlier message is next tried.
-                self.store.finish_message(
-                    session,
-                    claimed.id,
-                    worker=self.worker,
-                    status="pending",
-                    now=now,
-                    retry_at=max(earlier_due, now),
-                    attempted=False,
-                )
-                report.deferred += 1
-                return
-            thread_id = self._thread_id(session, message, platform) if platform else None
+        ready, thread_id = await asyncio.to_thread(self._prepare, claimed, platform, now)
+        if not ready:
+            report.deferred += 1
+            return
         if platform is None:
-            self._park(claimed, "no platform can reach this recipient", report)
+            await asyncio.to_thread(
+                self._park, claimed, "no platform can reach this recipient", report
+            )
             return
         if claimed.attempts >= MAX_ATTEMPTS:
             # Every try so far ended with no outcome recorded: its sender died each time (this
             # message may be what kills it). Attempts are counted at the claim for this.
-            self._park(claimed, f"no sender survived {claimed.attempts} tries", report)
+            reason = f"no sender survived {claimed.attempts} tries"
+            await asyncio.to_thread(self._park, claimed, reason, report)
             return
         try:
             delivered = await platform.send(
@@ -128,35 +127,76 @@ class Dispatcher:
             report.failures.append((platform.name, exc.reason[:80]))
             attempts = claimed.attempts + 1
             if exc.permanent or attempts >= MAX_ATTEMPTS:
-                self._park(claimed, exc.reason, report)
+                await asyncio.to_thread(self._park, claimed, exc.reason, report)
                 return
-            with self.store.unit() as session:
+            retry_at = now + backoff(attempts, exc.retry_after)
+            await asyncio.to_thread(self._retry_later, claimed, now, retry_at, exc.reason)
+            report.retried += 1
+            log.info("send failed; will retry", extra={"ref": message.ref, "reason": exc.reason})
+            return
+        if not await asyncio.to_thread(
+            self._sent, claimed, platform, delivered.thread_id, thread_id, now
+        ):
+            log.warning("lost the claim on a message while sending it", extra={"ref": message.ref})
+            return
+        report.sent += 1
+
+    def _prepare(
+        self, claimed: ClaimedMessage, platform: Platform | None, now: datetime
+    ) -> tuple[bool, str | None]:
+        """Whether to send now (not behind an earlier unsent thread message), and its thread."""
+        with self.store.unit() as session:
+            earlier_due = self.store.earlier_unsent_in_thread(session, claimed)
+            if earlier_due is not None:
+                # Keep the thread in order: try again when the earlier message is next tried.
                 self.store.finish_message(
                     session,
                     claimed.id,
                     worker=self.worker,
                     status="pending",
                     now=now,
-                    retry_at=now + backoff(attempts, exc.retry_after),
-                    error=exc.reason,
+                    retry_at=max(earlier_due, now),
+                    attempted=False,
                 )
-            report.retried += 1
-            log.info("send failed; will retry", extra={"ref": message.ref, "reason": exc.reason})
-            return
+                return False, None
+            thread_id = self._thread_id(session, claimed.message, platform) if platform else None
+            return True, thread_id
+
+    def _retry_later(
+        self, claimed: ClaimedMessage, now: datetime, retry_at: datetime, error: str
+    ) -> None:
+        with self.store.unit() as session:
+            self.store.finish_message(
+                session,
+                claimed.id,
+                worker=self.worker,
+                status="pending",
+                now=now,
+                retry_at=retry_at,
+                error=error,
+            )
+
+    def _sent(
+        self,
+        claimed: ClaimedMessage,
+        platform: Platform,
+        delivered_thread: str | None,
+        thread_id: str | None,
+        now: datetime,
+    ) -> bool:
+        """Record a message as sent (False if its claim was lost), and a new thread's root."""
+        message = claimed.message
         with self.store.unit() as session:
             if not self.store.finish_message(
                 session, claimed.id, worker=self.worker, status="sent", now=now
             ):
-                log.warning(
-                    "lost the claim on a message while sending it", extra={"ref": message.ref}
-                )
-                return
-            if message.kind == "thread_root" and delivered.thread_id and thread_id is None:
+                return False
+            if message.kind == "thread_root" and delivered_thread and thread_id is None:
                 assert message.ref is not None
                 self.store.save_thread_root(
-                    session, message.ref, platform.name, message.recipient.id, delivered.thread_id
+                    session, message.ref, platform.name, message.recipient.id, delivered_thread
                 )
-        report.sent += 1
+        return True
 
     def _thread_id(self, session: Session, message: Message, platform: Platform) -> str | None:
         """The thread to post in: the dispute's root on this platform, for channel posts."""

@@ -15,6 +15,7 @@ from datetime import datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -53,6 +54,9 @@ _RULE_PATTERNS: list[tuple[re.Pattern[str], RuleKind]] = [
     (re.compile(r"^immediately$"), "immediately"),
     (re.compile(r"^no\s+fixed\s+timescale$"), "no_fixed_timescale"),
 ]
+# No escalation step takes years: a bigger number is a slip of the keyboard, and counting it
+# would load millennia of bank holidays and then fail on the year 9999 when a dispute opens.
+MAX_AMOUNT = 1000
 RULE_HELP = (
     "write one of: 'N working days', 'N hours', 'same working day', 'immediately', "
     "'no fixed timescale'"
@@ -98,6 +102,11 @@ class DeadlineRule(_Frozen):
             )
         if not counted and self.amount is not None:
             raise ValueError(f"a '{self.kind.replace('_', ' ')}' rule takes no number")
+        if counted and self.amount is not None and self.amount > MAX_AMOUNT:
+            raise ValueError(
+                f"{self.amount:,} {self.kind.replace('_', ' ')} is longer than any step of a "
+                f"policy takes; the most is {MAX_AMOUNT:,}"
+            )
         return self
 
     def describe(self) -> str:
@@ -294,6 +303,19 @@ class Policy(_Frozen):
         if numbers != list(range(1, len(numbers) + 1)):
             raise ValueError(f"stages must be numbered 1, 2, 3... in order; found {numbers}")
         return stages
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        # Checked here, at its line of the file: the calendar would otherwise refuse it only
+        # once the partnership was loaded, as an error with no file or line.
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(
+                f"'{name}' is not a time zone; use an IANA name such as 'Europe/London'"
+            ) from exc
+        return name
 
     @field_validator("categories", "out_of_scope")
     @classmethod

@@ -90,7 +90,11 @@ class Service:
             self.store.remember_person(
                 session, person.model_dump(mode="json", exclude_none=True), now=self.clock.now()
             )
-        self._partnership = None
+            seen = self.store.people_seen(session)
+        # Replaced, never reset to None: a reset made the next reader load it lazily, and a
+        # reader inside a transaction (another request's action, a tick) then opened a second
+        # one, which on SQLite waits for the first's write lock: 30 s, then "database is locked".
+        self._partnership = self.base.with_people(seen)
         return person
 
     def identify(
@@ -226,6 +230,9 @@ class Service:
         """Set off every timer that has come (reminders, breaches, escalations) and the digest."""
         now = self.clock.now()
         report = TickReport()
+        # Loaded before any transaction: a replica's first tick otherwise loaded it inside one
+        # (see remember_person) and, on SQLite, waited on itself on every tick.
+        _ = self.partnership
         with self.store.unit() as session:
             refs = self.store.due_for_timers(session, now=now, limit=limit)
         for ref in refs:
@@ -334,7 +341,16 @@ def _escalate(
     reason: str,
     exceptional: bool = False,
     urgent: bool | None = None,
+    from_stage: int | None = None,
 ) -> tuple[bool, str]:
+    if from_stage is not None and from_stage != d.stage and d.is_open:
+        # Pressed at stage N while someone else escalated it first (two managers at once, or
+        # a retry after a conflict): the escalation they asked for has happened, once.
+        stage = d.current_stage
+        raise DisputeError(
+            f"{d.ref} has already been escalated to stage {stage.number} ({stage.name}), "
+            "so nothing more was done"
+        )
     d.escalate(
         p,
         s.directory,

@@ -22,17 +22,18 @@ from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.base import Platform
 from bot.adapters.slack.app import Budget, build_slack_app
+from bot.adapters.slack.http import handle_slack_request
 from bot.adapters.slack.platform import SlackPlatform
 from bot.adapters.teams.bot import TeamsEndpoint, build_teams
 from bot.app import Core
 from bot.metrics import Metrics
 from bot.outbox import Dispatcher
+from bot.ratelimit import RateLimiter
 from bot.scheduler import Timekeeper
 from store import db
 
@@ -119,6 +120,12 @@ def build_server(core: Core, *, tick: bool = True, teams_credentials: Any = None
             settings.slack_signing_secret or "",
             server.kick,
             server.budget,
+            # Each person's /escalate commands, paced on the bot's clock (bot/ratelimit.py).
+            RateLimiter(
+                per_minute=settings.command_rate_per_minute,
+                burst=settings.command_burst,
+                clock=core.service.clock,
+            ),
         )
     if settings.teams_enabled:
         server.teams, teams_platform = build_teams(
@@ -235,8 +242,8 @@ def make_web_app(server: Server) -> web.Application:
         slack_app = server.slack_app
 
         async def slack_events(request: web.Request) -> web.Response:
-            bolt_response = await slack_app.async_dispatch(await to_bolt_request(request))
-            return await to_aiohttp_response(bolt_response)
+            # A body Bolt cannot read is a 400, not a 500 (bot/adapters/slack/http.py).
+            return await handle_slack_request(slack_app, request)
 
         app.router.add_post("/slack/events", slack_events)
 

@@ -54,7 +54,8 @@ class WorkingCalendar:
             raise ValueError(f"nation must be one of {', '.join(NATIONS)}, not {nation!r}")
         try:
             zone = ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        # OSError: a key naming a directory ("Europe") or too long for a file name.
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(
                 f"unknown time zone {tz!r}: use an IANA name such as 'Europe/London'"
             ) from exc

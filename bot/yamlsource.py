@@ -6,6 +6,7 @@ Imports only the standard library and PyYAML.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ MAX_FILE_BYTES = 5 * 1024 * 1024
 # A billion-laughs file expands a few aliases into millions of nodes; no honest
 # directory or policy comes anywhere near this many values.
 MAX_NODES = 200_000
+# Real files nest a few levels deep; thousands of `[` (or an alias chain) would otherwise end
+# in a RecursionError, in PyYAML's composer or in our own builder, instead of a located error.
+MAX_DEPTH = 64
 
 Loc = tuple[str | int, ...]
 
@@ -106,8 +110,18 @@ def load_yaml_text(text: str, name: str = "<string>") -> Located:
     """Parse YAML text into plain data with line numbers."""
     if len(text.encode("utf-8")) > MAX_FILE_BYTES:
         raise ConfigError([Problem(name, None, "", f"the text is over {MAX_FILE_BYTES:,} bytes")])
+    if _flow_depth(text) > MAX_DEPTH:
+        # PyYAML's scanner slows quadratically with `[`/`{` nesting (seconds for a few
+        # thousand): refused before it starts. Brackets in honest text are few and balanced.
+        raise ConfigError(
+            [Problem(name, None, "", f"the file is nested too deeply (the most is {MAX_DEPTH})")]
+        )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError as exc:
+        raise ConfigError(
+            [Problem(name, None, "", f"the file is nested too deeply (the most is {MAX_DEPTH})")]
+        ) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -121,6 +135,21 @@ def load_yaml_text(text: str, name: str = "<string>") -> Located:
     return located
 
 
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def _flow_depth(text: str) -> int:
+    """How deep `[` and `{` nest, up to just past MAX_DEPTH (quotes ignored: an upper bound)."""
+    depth = deepest = 0
+    for char in _NOT_BRACKETS.sub("", text):
+        depth += 1 if char in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_DEPTH:
+                break
+    return deepest
+
+
 class _Builder:
     """Turns a composed YAML node graph into plain data, counting every node."""
 
@@ -131,6 +160,10 @@ class _Builder:
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.count += 1
+        if len(loc) > MAX_DEPTH:
+            raise ConfigError(
+                [self.located.problem(loc[:8], f"nested more than {MAX_DEPTH} levels deep")]
+            )
         if self.count > MAX_NODES:
             raise ConfigError(
                 [

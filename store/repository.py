@@ -593,7 +593,14 @@ class Store:
         """Remember a person (or new facts about one) for next time."""
         row = session.get(PersonSeenRow, data["id"])
         if row is None:
-            session.add(PersonSeenRow(id=data["id"], data=data, updated_at=now))
-        else:
-            row.data = {**row.data, **data}
-            row.updated_at = now
+            try:
+                with session.begin_nested():
+                    session.add(PersonSeenRow(id=data["id"], data=data, updated_at=now))
+                return
+            except IntegrityError:
+                # Remembered by another request at the same moment (a new person's two clicks
+                # at once, on PostgreSQL): theirs is committed now, so add to it instead.
+                row = session.get(PersonSeenRow, data["id"])
+                assert row is not None
+        row.data = {**row.data, **data}
+        row.updated_at = now

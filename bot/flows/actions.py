@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from bot.disputes import SHORT_LIMIT, SUMMARY_LIMIT, Action
@@ -16,14 +16,31 @@ from bot.flows.engine import Answers, Choice, Flow, FlowContext, Question
 from bot.messages import ActionId
 
 MAX_ACTIONS = 3
+# Not a question: the stage a person saw when they pressed Escalate, which a platform passes
+# with the answers, so two managers pressing at once escalate the dispute one stage, not two.
+FROM_STAGE = "from_stage"
+
+
+# Dates a slip of the year puts centuries away are refused: a review date is a timer, and
+# reaching it would load the bank holidays of every year up to it (or fail past 9999).
+MAX_DAYS_AHEAD = 2 * 366
+MAX_DAYS_BACK = 366
 
 
 def _not_past(value: Any, answers: Answers, ctx: FlowContext) -> str | None:
-    return "The review date cannot be in the past." if value < ctx.today else None
+    if value < ctx.today:
+        return "The review date cannot be in the past."
+    if value > ctx.today + timedelta(days=MAX_DAYS_AHEAD):
+        return "That is more than two years away: please check the year."
+    return None
 
 
 def _not_future(value: Any, answers: Answers, ctx: FlowContext) -> str | None:
-    return "A discussion cannot have happened in the future." if value > ctx.today else None
+    if value > ctx.today:
+        return "A discussion cannot have happened in the future."
+    if value < ctx.today - timedelta(days=MAX_DAYS_BACK):
+        return "That is more than a year ago: please check the year."
+    return None
 
 
 def _everyone(answers: Answers, ctx: FlowContext) -> list[Choice]:
@@ -122,7 +139,7 @@ def _propose_command(a: Answers, ctx: FlowContext) -> dict[str, Any]:
 _COMMANDS: dict[ActionId, Any] = {
     ActionId.ACKNOWLEDGE: lambda a, ctx: {},
     ActionId.ADD_NOTE: _note_command,
-    ActionId.ESCALATE: lambda a, ctx: {"reason": a["reason"]},
+    ActionId.ESCALATE: lambda a, ctx: {"reason": a["reason"], "from_stage": a.get(FROM_STAGE)},
     ActionId.PROPOSE_RESOLUTION: _propose_command,
     ActionId.CONFIRM_RESOLUTION: lambda a, ctx: {"confirm": True},
     ActionId.REJECT_RESOLUTION: lambda a, ctx: {"confirm": False, "reason": a["reason"]},
@@ -133,6 +150,7 @@ _COMMANDS: dict[ActionId, Any] = {
     ActionId.RECORD_LEARNING: lambda a, ctx: {"text": a["text"]},
     ActionId.WITHDRAW: lambda a, ctx: {"reason": a["reason"]},
     ActionId.SNOOZE: lambda a, ctx: {},
+    ActionId.SEND_RECORD: lambda a, ctx: {},
     ActionId.REVIEW_ACTIONS: lambda a, ctx: {
         "implemented": a["implemented"],
         "reason": a.get("reason"),
@@ -268,6 +286,11 @@ def action_flows() -> dict[ActionId, ActionFlow]:
                     ),
                 ],
             ),
+        ),
+        # Nothing to ask: the record goes privately to whoever may see the dispute
+        # (bot.conversation hands it to bot.archive; the check is the VIEW permission).
+        ActionFlow(
+            ActionId.SEND_RECORD, Action.VIEW, Flow("send_record", "Send me the record", [])
         ),
         ActionFlow(
             ActionId.WITHDRAW,

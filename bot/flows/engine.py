@@ -320,7 +320,9 @@ def _parse_yes_no(raw: Any) -> bool | None:
 
 def _pick(options: list[Choice], raw: Any) -> str | None:
     text = str(raw).strip()
-    if text.isdigit() and 1 <= int(text) <= len(options):
+    # isdecimal, not isdigit: "²" is a digit int() refuses; and a few characters only, since
+    # int() refuses over 4,300 digits (a pasted number) with a ValueError.
+    if text.isdecimal() and len(text) <= 6 and 1 <= int(text) <= len(options):
         return options[int(text) - 1].value
     lowered = text.lower()
     for option in options:

@@ -7,6 +7,7 @@ the directory does not know them, and a summary to confirm. Imports only the dom
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from bot.directory import role_label
@@ -14,6 +15,7 @@ from bot.disputes import CASE_REF_LIMIT, SUMMARY_LIMIT, DisputeDetails
 from bot.flows.engine import Answers, Choice, Flow, FlowContext, Notice, Question, describe
 
 IN_SCOPE = "disagreement"
+MAX_DAYS_BACK = 366
 
 
 def _unknown(answers: Answers, ctx: FlowContext) -> bool:
@@ -42,6 +44,10 @@ def _categories(answers: Answers, ctx: FlowContext) -> list[Choice]:
 def _not_future(value: Any, answers: Answers, ctx: FlowContext) -> str | None:
     if value > ctx.today:
         return "The date of the disagreement cannot be in the future."
+    if value < ctx.today - timedelta(days=MAX_DAYS_BACK):
+        # A slip of the year (01/12/0026): its deadlines would be centuries overdue, and
+        # counting them would load the bank holidays of every year in between.
+        return "That is more than a year ago: please check the year, or give the date the decision reached you."
     return None
 
 

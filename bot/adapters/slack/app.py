@@ -12,8 +12,10 @@ message or the command's response_url. Messages to others go through the outbox,
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -25,18 +27,22 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.adapters.slack.blocks import (
     acted_blocks,
+    block_ids,
     clip,
     escape,
     flow_view,
     home_view,
     info_view,
     message_blocks,
+    notice_view,
     view_values,
 )
 from bot.conversation import Conversations, Reply
 from bot.directory import Person
+from bot.flows.actions import FROM_STAGE
 from bot.flows.engine import FlowRunner, Notice
 from bot.messages import ActionId, Message, Recipient
+from bot.ratelimit import RateLimiter
 from bot.service import Outcome
 
 log = logging.getLogger(__name__)
@@ -45,15 +51,39 @@ INTAKE = "intake"
 ACTION_PREFIX = "action:"
 BUTTONS = re.compile("^(" + "|".join(a.value for a in ActionId) + ")$")
 COMMANDS = ("list", "status", "timeline", "help", "digest")
+# What a dispute button carries; anything else (a forged or very old button) acts on nothing.
+REFERENCE = re.compile(r"^[A-Z]{2,8}-\d{4}-\d{1,6}$")
+# A form or button from an older version of the bot: said plainly, and nothing is saved.
+STALE_FORM = (
+    "This form is from an older version of the bot, so nothing was saved. "
+    "Please start again: type /escalate, or /escalate list to see your disputes."
+)
+STALE_BUTTON = (
+    "That button is from an older version of the bot and no longer does anything. "
+    "Type /escalate list to see your disputes and what you can do now."
+)
+NOT_A_REFERENCE = (
+    "That button doesn't point to any dispute, so nothing was done. "
+    "Type /escalate list to see your disputes."
+)
+CHANGED_FORM = (
+    "This form has changed since you opened it. Please check the answers below and submit it again."
+)
 
 
 class SlackConversations:
     """Bolt listeners over the platform-neutral conversations."""
 
-    def __init__(self, conversations: Conversations, kick: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        conversations: Conversations,
+        kick: Callable[[], None],
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.conversations = conversations
         self.service = conversations.service
         self.kick = kick
+        self.limiter = limiter
 
     # ---- who is this? -------------------------------------------------------------------
 
@@ -87,6 +117,18 @@ class SlackConversations:
         self, ack: Ack, command: dict[str, Any], client: AsyncWebClient, respond: Any
     ) -> None:
         """/escalate [list | status REF | timeline | digest | help]; bare, it opens the intake."""
+        # Someone firing /escalate again and again is slowed, kindly, before any database work.
+        wait = self.limiter.take(f"slack:{command.get('user_id')}") if self.limiter else 0.0
+        if wait > 0:
+            await ack(
+                response_type="ephemeral",
+                text=(
+                    "That's a lot of /escalate commands in a short time, so I'm pausing you for "
+                    f"a moment. Please try again in {math.ceil(wait)} seconds; nothing you've "
+                    "already logged is affected."
+                ),
+            )
+            return
         text = (command.get("text") or "").strip()
         verb = text.split()[0].lower() if text else ""
         if verb and verb not in (*COMMANDS, "new"):
@@ -182,31 +224,34 @@ class SlackConversations:
         runner = self.conversations.resume(user_key, person, display_name=name, fresh=True)
         values = {**view_values(view), "confirm": "yes"}
         errors, notices = runner.answer_all(values)
+        metadata = _metadata(view)
         if runner.state.stopped:
             # Out of scope: say which procedure applies, on the question that said so.
-            stop = next((n.text for n in notices if n.stop), "This is not for this procedure.")
-            await ack(response_action="errors", errors={"scope": clip(stop, 2000)})
+            stop = next((n for n in notices if n.stop), Notice("This is not for this procedure."))
+            again = self._intake_view(runner, [stop], metadata)
+            await _errors(ack, view, {"scope": stop.text}, again)
             return
         if errors:
-            await ack(
-                response_action="errors", errors={k: clip(v, 2000) for k, v in errors.items()}
-            )
+            again = self._intake_view(runner, [Notice(CHANGED_FORM)], metadata)
+            await _errors(ack, view, errors, again)
             return
-        outcome = await asyncio.to_thread(self._log, view["id"], user_key, runner, person, user_id)
+        key = _submission_key(view)
+        outcome = await asyncio.to_thread(self._log, key, user_key, runner, person, user_id)
         if outcome is None or outcome.ok:
             # None: a repeated submission of the same modal, logged the first time.
             await ack()
             self.kick()
             return
         first = next(iter(view_values(view)), "scope")
-        if not await ack(response_action="errors", errors={first: clip(outcome.text, 2000)}):
+        refused = notice_view(f"Your disagreement was not logged: {outcome.text}")
+        if not await _errors(ack, view, {first: outcome.text}, refused):
             await self._dm(client, user_id, f"Your disagreement was not logged: {outcome.text}")
 
     def _log(
-        self, view_id: str, user_key: str, runner: FlowRunner, person: Person | None, user_id: str
+        self, key: str, user_key: str, runner: FlowRunner, person: Person | None, user_id: str
     ) -> Outcome | None:
         """Log the dispute of a submitted intake, once per modal."""
-        if not self.service.claim_once(f"slack-view:{view_id}"):
+        if not self.service.claim_once(key):
             return None
         return self.conversations.finish_intake(
             user_key, runner, platform_ids={"slack_id": user_id} if person is None else None
@@ -225,6 +270,10 @@ class SlackConversations:
             body.get("channel") or {}
         ).get("id")
         message_ts = (body.get("container") or {}).get("message_ts")
+        if not REFERENCE.match(ref.strip().upper()):
+            # Not a dispute reference: nothing to look up, and nothing of it echoed back.
+            await self._private(client, channel, user_id, NOT_A_REFERENCE)
+            return
         person, _ = await self.person(client, user_id)
         if person is None:
             await self._private(
@@ -263,7 +312,8 @@ class SlackConversations:
             )
             return
         runner = FlowRunner(flow.flow, self.conversations.context(person))
-        metadata = {"ref": ref, "channel": channel, "ts": message_ts}
+        # The stage as the person saw it: two managers escalating at once move it one stage.
+        metadata = {"ref": ref, "channel": channel, "ts": message_ts, "stage": seen.dispute.stage}
         await _quietly(
             client.views_open,
             trigger_id=body["trigger_id"],
@@ -285,14 +335,14 @@ class SlackConversations:
         """An answer in an action modal changed: re-render the questions that now apply."""
         await ack()
         view = body["view"]
-        button = ActionId(view["callback_id"].removeprefix(ACTION_PREFIX))
+        button = _button(view.get("callback_id"))
         person, _ = await self.person(client, body["user"]["id"])
-        if person is None:
+        if person is None or button is None:
             return
         flow = self.conversations.action_flow(button)
         runner = FlowRunner(flow.flow, self.conversations.context(person))
         self._lenient(runner, view_values(view))
-        metadata = json.loads(view.get("private_metadata") or "{}")
+        metadata = _metadata(view)
         await _quietly(
             client.views_update,
             view_id=view["id"],
@@ -314,27 +364,50 @@ class SlackConversations:
     ) -> None:
         """An action modal was submitted: validate inline, then act."""
         view = body["view"]
-        button = ActionId(view["callback_id"].removeprefix(ACTION_PREFIX))
-        metadata = json.loads(view.get("private_metadata") or "{}")
+        button = _button(view.get("callback_id"))
+        metadata = _metadata(view)
+        ref = metadata.get("ref")
+        if button is None or not isinstance(ref, str) or not REFERENCE.match(ref.strip().upper()):
+            # A form of an older version (another action, or metadata it no longer reads):
+            # closing it silently would look like success, so say that nothing was saved.
+            await ack(response_action="update", view=notice_view(STALE_FORM))
+            return
         user_id = body["user"]["id"]
         person, _ = await self.person(client, user_id)
         first = next(iter(view_values(view)), "text")
         if person is None:
-            await ack(response_action="errors", errors={first: "You are not in the directory."})
+            not_known = "You are not in the directory."
+            await _errors(ack, view, {first: not_known}, notice_view(not_known))
             return
         flow = self.conversations.action_flow(button)
         runner = FlowRunner(flow.flow, self.conversations.context(person))
         errors, _ = runner.answer_all(view_values(view))
         if errors:
-            await ack(
-                response_action="errors", errors={k: clip(v, 2000) for k, v in errors.items()}
+            again = flow_view(
+                runner,
+                callback_id=f"{ACTION_PREFIX}{button.value}",
+                title=flow.flow.title,
+                submit="Save",
+                answers=runner.state.answers,
+                notices=[Notice(CHANGED_FORM)],
+                metadata=metadata,
+                intro=ref,
             )
+            await _errors(ack, view, errors, again)
+            return
+        answers = dict(runner.state.answers)
+        stage = metadata.get("stage")
+        if isinstance(stage, int) and not isinstance(stage, bool):
+            answers[FROM_STAGE] = stage
+        if not await asyncio.to_thread(self.service.claim_once, _submission_key(view)):
+            # The very same form and answers again (a replayed request): acted on the first time.
+            await ack()
             return
         outcome = await asyncio.to_thread(
-            self.conversations.run_action, metadata["ref"], person, button, runner.state.answers
+            self.conversations.run_action, ref, person, button, answers
         )
         if not outcome.ok:
-            if not await ack(response_action="errors", errors={first: clip(outcome.text, 2000)}):
+            if not await _errors(ack, view, {first: outcome.text}, notice_view(outcome.text)):
                 await self._dm(client, user_id, outcome.text)
             return
         await ack()
@@ -387,6 +460,24 @@ class SlackConversations:
                 client.chat_postEphemeral, channel=channel, user=user_id, text=escape(text)
             )
 
+    # ---- what this version of the bot does not have ----------------------------------------
+
+    async def on_unknown_action(
+        self, ack: Ack, body: dict[str, Any], client: AsyncWebClient
+    ) -> None:
+        """A button this version does not have (an old message): say so privately, change nothing."""
+        await ack()
+        user = body.get("user")
+        user_id = user.get("id") if isinstance(user, dict) else None
+        container = body.get("container") if isinstance(body.get("container"), dict) else {}
+        channel = container.get("channel_id") if container else None
+        if isinstance(user_id, str) and isinstance(channel, str):
+            await self._private(client, channel, user_id, STALE_BUTTON)
+
+    async def on_unknown_view(self, ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A form this version does not have: it says nothing was saved, instead of an error."""
+        await ack(response_action="update", view=notice_view(STALE_FORM))
+
     # ---- App Home -------------------------------------------------------------------------
 
     async def on_home(self, ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
@@ -422,6 +513,42 @@ async def _quietly(method: Callable[..., Awaitable[Any]], **kwargs: Any) -> None
     except SlackApiError as exc:
         error = exc.response.get("error") if exc.response is not None else "unknown"
         log.warning("Slack call failed after ack", extra={"error": error})
+
+
+async def _errors(ack: Ack, view: dict[str, Any], errors: dict[str, str], instead: Any) -> bool:
+    """Errors beside their questions; if the submitted form (an older version) lacks those
+    questions, Slack would refuse the answer outright, so the form is replaced by `instead`."""
+    shown = {key: clip(text, 2000) for key, text in errors.items()}
+    if set(shown) <= block_ids(view):
+        return await ack(response_action="errors", errors=shown)
+    return await ack(response_action="update", view=instead)
+
+
+def _submission_key(view: dict[str, Any]) -> str:
+    """Once-only key of a submitted form: its view and what it held. A replay of the request
+    is recognised; the same form corrected after an error shown in it is a new submission."""
+    held = json.dumps(view_values(view), sort_keys=True, default=str)
+    digest = hashlib.sha256(held.encode()).hexdigest()[:24]
+    return f"slack-view:{str(view.get('id'))[:64]}:{digest}"
+
+
+def _metadata(view: dict[str, Any]) -> dict[str, Any]:
+    """A modal's private_metadata as we wrote it; {} for anything else (an older version's)."""
+    try:
+        data = json.loads(view.get("private_metadata") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _button(callback_id: Any) -> ActionId | None:
+    """The action of an action modal's callback id, or None if this version has no such action."""
+    if not isinstance(callback_id, str) or not callback_id.startswith(ACTION_PREFIX):
+        return None
+    try:
+        return ActionId(callback_id.removeprefix(ACTION_PREFIX))
+    except ValueError:
+        return None
 
 
 def _instant(button: ActionId) -> dict[str, Any]:
@@ -504,6 +631,7 @@ def build_slack_app(
     signing_secret: str,
     kick: Callable[[], None],
     budget: Budget,
+    limiter: RateLimiter | None = None,
 ) -> AsyncApp:
     """The Bolt app, its listeners wired to the conversations, each under the time budget."""
     app = AsyncApp(
@@ -511,7 +639,7 @@ def build_slack_app(
         signing_secret=signing_secret,
         process_before_response=True,
     )
-    slack = SlackConversations(conversations, kick)
+    slack = SlackConversations(conversations, kick, limiter)
 
     @app.middleware
     async def drop_retries(
@@ -533,4 +661,8 @@ def build_slack_app(
     app.view(INTAKE)(within(slack.on_intake_submit))
     app.view(re.compile(f"^{ACTION_PREFIX}"))(within(slack.on_action_submit))
     app.event("app_home_opened")(within(slack.on_home))
+    # Registered last, so they see only what nothing above took: buttons and forms of older
+    # versions of the bot get a plain answer instead of Bolt's 404 (an error icon in Slack).
+    app.block_action(re.compile(".*"))(within(slack.on_unknown_action))
+    app.view(re.compile(".*"))(within(slack.on_unknown_view))
     return app

@@ -193,17 +193,49 @@ def flow_view(
 def view_values(view: dict[str, Any]) -> dict[str, Any]:
     """What a modal's inputs hold now, by question id, as raw answers for the flow."""
     out: dict[str, Any] = {}
-    for block_id, actions in (view.get("state") or {}).get("values", {}).items():
-        element: dict[str, Any] = actions.get(VALUE_ACTION) or next(iter(actions.values()), {})
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    # A form from an older version of the bot (or a hand-made payload) may hold anything here:
+    # what is not shaped like Slack's state is skipped, and the flow asks for it again.
+    for block_id, actions in (values if isinstance(values, dict) else {}).items():
+        if not isinstance(actions, dict) or not actions:
+            continue
+        element = actions.get(VALUE_ACTION) or next(iter(actions.values()))
+        if not isinstance(element, dict):
+            continue
         kind = element.get("type")
         if kind in ("static_select", "radio_buttons"):
             selected = element.get("selected_option")
-            out[block_id] = selected["value"] if selected else None
+            out[block_id] = selected.get("value") if isinstance(selected, dict) else None
         elif kind == "datepicker":
             out[block_id] = element.get("selected_date")
         else:
             out[block_id] = element.get("value")
     return out
+
+
+def block_ids(view: dict[str, Any]) -> set[str]:
+    """The block ids a submitted modal has: errors may be shown only beside these."""
+    blocks = view.get("blocks")
+    ids = (
+        {b.get("block_id") for b in blocks if isinstance(b, dict)}
+        if isinstance(blocks, list)
+        else set()
+    )
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    ids |= set(values) if isinstance(values, dict) else set()
+    return {i for i in ids if isinstance(i, str)}
+
+
+def notice_view(text: str, title: str = "Escalation") -> View:
+    """A modal that only says something (in place of a form that cannot be used)."""
+    return View(
+        type="modal",
+        title=_plain(title, TITLE),
+        close=_plain("Close", TITLE),
+        blocks=[SectionBlock(text=_mrkdwn(escape(text)))],
+    )
 
 
 def info_view(title: str, message: Message) -> View:

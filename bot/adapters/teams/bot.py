@@ -1,0 +1,729 @@
+"""The Teams side of the conversation: `escalate`, its card forms, buttons and replies.
+
+Bot Framework's CloudAdapter behind `POST /api/messages`. The handler only translates an
+activity into the neutral conversations (bot/conversation.py) and renders the answer as a
+card; the conversation reference of every person and channel is saved on every turn, so the
+outbox can reach them later. Forms and buttons use Action.Submit, which arrives as a message
+activity carrying `value`; the card the person pressed is then updated in place. There is one
+`on_error` for every turn. May import botbuilder, aiohttp, the conversations and the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from aiohttp import web
+from botbuilder.core import ActivityHandler, TurnContext, serializer_helper
+from botbuilder.core.teams import TeamsInfo
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+)
+from botbuilder.schema import Activity
+
+from bot.adapters.base import Platform
+from bot.adapters.teams import cards
+from bot.adapters.teams.platform import (
+    PLATFORM,
+    TeamsPlatform,
+    base_channel_id,
+    card_activity,
+    channel_key,
+    from_reference,
+    member_key,
+    to_reference,
+    user_key,
+)
+from bot.adapters.teams.reach import waiting_for
+from bot.app import Core
+from bot.config import Settings
+from bot.conversation import Conversations
+from bot.directory import Person
+from bot.flows.engine import FlowRunner, Notice
+from bot.messages import BUTTON_LABELS, ActionId, Button
+from bot.service import Outcome
+from store import conversation_refs as refs
+
+log = logging.getLogger(__name__)
+
+INTAKE_TITLE = "Log a professional disagreement"
+INTAKE_INTRO = (
+    "Log a professional disagreement with another agency's decision. Only the parties and "
+    "their managers see the details. Give your agency's case reference, never the child's "
+    "or adult's name."
+)
+NEW_QUESTIONS = "Your answers bring up the questions below: please answer them and send again."
+PRIVATE_COMMANDS = ("list", "status")
+DONE = {
+    ActionId.ACKNOWLEDGE: "Acknowledged",
+    ActionId.ADD_NOTE: "Note added",
+    ActionId.ESCALATE: "Escalated",
+    ActionId.PROPOSE_RESOLUTION: "Resolution proposed",
+    ActionId.CONFIRM_RESOLUTION: "Resolution confirmed",
+    ActionId.REJECT_RESOLUTION: "Resolution rejected",
+    ActionId.RECORD_DELAY_REASON: "Reason for delay recorded",
+    ActionId.RECORD_LEARNING: "Learning point recorded",
+    ActionId.WITHDRAW: "Withdrawn",
+}
+_MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
+_WHO = "escalation-bot.who"
+
+
+class TeamsBot(ActivityHandler):
+    """Bot Framework turns over the platform-neutral conversations."""
+
+    def __init__(
+        self, conversations: Conversations, platform: TeamsPlatform, kick: Callable[[], None]
+    ) -> None:
+        self.conversations = conversations
+        self.service = conversations.service
+        self.platform = platform
+        self.kick = kick
+
+    # ---- every turn ---------------------------------------------------------------------
+
+    async def on_turn(self, turn_context: TurnContext) -> None:
+        """Note who this is and where they can be reached, then handle the activity."""
+        activity = turn_context.activity
+        sender = activity.from_property
+        if sender is not None and sender.id != getattr(activity.recipient, "id", None):
+            person, _ = await self.who(turn_context)
+            self.remember(turn_context, person)
+        await super().on_turn(turn_context)
+
+    async def who(self, turn: TurnContext) -> tuple[Person | None, str]:
+        """The directory person behind the sender (by Entra object id, else by email), and a name."""
+        cached = turn.turn_state.get(_WHO)
+        if cached is not None:
+            return cached
+        sender = turn.activity.from_property
+        aad = getattr(sender, "aad_object_id", None)
+        name = getattr(sender, "name", None) or "you"
+        person = self.service.identify(teams_id=aad) if aad else None
+        if person is None and aad:
+            person = await self._by_email(turn, aad)
+        result = (person, person.name if person else str(name))
+        turn.turn_state[_WHO] = result
+        return result
+
+    async def _by_email(self, turn: TurnContext, aad: str) -> Person | None:
+        """Ask Teams for the sender's email once, and remember their Teams id if it matches."""
+        try:
+            member = await TeamsInfo.get_member(turn, turn.activity.from_property.id)
+        except Exception as exc:  # not in Teams, or the lookup failed: carry on unidentified
+            log.info("Teams member lookup failed", extra={"error": exc.__class__.__name__})
+            return None
+        email = getattr(member, "email", None) or getattr(member, "user_principal_name", None)
+        person = self.service.identify(email=email.lower()) if email else None
+        if person is None:
+            return None
+        self.service.remember_person(
+            {**person.model_dump(mode="json", exclude_none=True), "teams_id": aad}
+        )
+        return self.service.identify(teams_id=aad)
+
+    def remember(self, turn: TurnContext, person: Person | None) -> None:
+        """Save where this person (and this channel) can be reached, for messages later."""
+        activity = turn.activity
+        reference = from_reference(TurnContext.get_conversation_reference(activity))
+        sender = activity.from_property
+        aad = getattr(sender, "aad_object_id", None) or sender.id
+        person_id = person.id if person else None
+        now = self.service.clock.now()
+        released = 0
+        with self.service.store.unit() as session:
+            if _is_personal(activity):
+                first = refs.save_reference(
+                    session,
+                    platform=PLATFORM,
+                    key=user_key(aad),
+                    reference=reference,
+                    person_id=person_id,
+                    now=now,
+                )
+                if first and person_id:
+                    # Messages set aside because the bot could not reach them yet: send now.
+                    released = refs.release_unreachable(session, person_id, now=now)
+            else:
+                first = refs.save_reference(
+                    session,
+                    platform=PLATFORM,
+                    key=member_key(aad),
+                    reference=reference,
+                    person_id=person_id,
+                    now=now,
+                )
+                if first and person_id:
+                    # Met in a team: the bot may now open a personal chat with them.
+                    released = refs.release_unreachable(session, person_id, now=now)
+                channel = _channel_id(activity)
+                if channel is not None:
+                    conversation = dict(reference.get("conversation") or {})
+                    conversation["id"] = channel
+                    refs.save_reference(
+                        session,
+                        platform=PLATFORM,
+                        key=channel_key(channel),
+                        reference={**reference, "conversation": conversation, "user": None},
+                        now=now,
+                    )
+        if released:
+            self.kick()
+
+    async def on_error(self, turn: TurnContext, error: Exception) -> None:
+        """The one error handler: log it, and say sorry to the person."""
+        log.error("Teams turn failed", exc_info=error)
+        try:
+            await turn.send_activity(
+                card_activity(
+                    cards.notice_card(
+                        "Sorry, something went wrong and nothing was changed. Please try "
+                        "again; if it happens again, tell your partnership admin.",
+                        attention=True,
+                    ),
+                    "Sorry, something went wrong",
+                )
+            )
+        except Exception:
+            log.warning("could not tell the person about the error", exc_info=True)
+
+    # ---- messages -----------------------------------------------------------------------
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        """Typed text is a command; a card's Action.Submit arrives with a `value`."""
+        value = turn_context.activity.value
+        if isinstance(value, dict) and value:
+            await self.on_submit(turn_context, value)
+            return
+        text = _MENTION.sub(" ", turn_context.activity.text or "").strip()
+        await self.on_text(turn_context, text)
+
+    async def on_members_added_activity(
+        self, members_added: Any, turn_context: TurnContext
+    ) -> None:
+        """The bot was added to a personal chat: say what it does."""
+        activity = turn_context.activity
+        bot_added = any(m.id == activity.recipient.id for m in members_added or [])
+        if bot_added and _is_personal(activity):
+            await self.reply(
+                turn_context,
+                cards.notice_card(
+                    "I help you log a professional disagreement with another agency and "
+                    "follow it through your partnership's escalation policy. Type escalate to "
+                    "log one, or escalate help for everything I can do.",
+                    title="Hello",
+                ),
+                "Hello",
+            )
+
+    async def on_text(self, turn: TurnContext, text: str) -> None:
+        """`escalate [list | status REF | timeline | help]`; bare, it opens the intake form."""
+        person, name = await self.who(turn)
+        words = text.split()
+        if words and words[0].lower().lstrip("/") == "escalate":
+            words = words[1:]
+        if words == [] or [w.lower() for w in words] == ["new"]:
+            await self.start_intake(turn, person, name)
+            return
+        reply = self.conversations.command("escalate " + " ".join(words), person)
+        if reply is None:
+            await self.start_intake(turn, person, name)
+            return
+        card = cards.message_card(reply.as_message(person.id if person else "-"))
+        if words[0].lower() in PRIVATE_COMMANDS and not _is_personal(turn.activity):
+            # Dispute details never go in a channel: answer in the personal chat.
+            if await self.send_private(turn, person, card, reply.text):
+                await self.say(turn, "I've answered you in our personal chat.")
+            else:
+                await self.say(turn, _OPEN_THE_BOT)
+            return
+        await self.reply(turn, card, reply.text)
+
+    # ---- the intake ---------------------------------------------------------------------
+
+    def _user_key(self, turn: TurnContext) -> str:
+        sender = turn.activity.from_property
+        return f"teams:{getattr(sender, 'aad_object_id', None) or sender.id}"
+
+    def intake_card(
+        self,
+        runner: FlowRunner,
+        *,
+        raw: dict[str, Any] | None = None,
+        errors: dict[str, str] | None = None,
+        notices: list[Notice] | None = None,
+        risk_alerted: bool = False,
+    ) -> dict[str, Any]:
+        """The intake as one form."""
+        return cards.flow_card(
+            runner,
+            title=INTAKE_TITLE,
+            submit_title="Log it",
+            data={"form": "intake", "risk_alerted": risk_alerted},
+            raw=raw,
+            errors=errors,
+            notices=notices,
+            intro=INTAKE_INTRO,
+        )
+
+    async def start_intake(self, turn: TurnContext, person: Person | None, name: str) -> None:
+        """Send the intake form: here in a personal chat, privately when asked in a channel."""
+        runner = self.conversations.resume(self._user_key(turn), person, display_name=name)
+        card = self.intake_card(runner, risk_alerted=bool(runner.state.context.get("risk_alerted")))
+        if _is_personal(turn.activity):
+            await self.reply(turn, card, INTAKE_TITLE)
+        elif await self.send_private(turn, person, card, INTAKE_TITLE):
+            await self.say(
+                turn,
+                "I've sent you the form in our personal chat: the details of a disagreement "
+                "stay out of channels.",
+            )
+        else:
+            await self.say(turn, _OPEN_THE_BOT)
+
+    async def on_intake_submit(self, turn: TurnContext, value: dict[str, Any]) -> None:
+        """The intake form was sent: errors back on the card, or the dispute is logged."""
+        person, name = await self.who(turn)
+        user_key = self._user_key(turn)
+        runner = self.conversations.resume(user_key, person, display_name=name, fresh=True)
+        already_alerted = bool(value.get("risk_alerted"))
+        runner.state.context["risk_alerted"] = already_alerted
+        raw = cards.form_values(value)
+        errors, notices = runner.answer_all({**raw, "confirm": "yes"})
+        self.conversations.on_notices(user_key, runner, notices)
+        alerted = bool(runner.state.context.get("risk_alerted"))
+        if alerted and not already_alerted:
+            self.kick()
+        shown = [n for n in notices if n.urgent]
+        if runner.state.stopped:
+            # Out of scope: say which procedure applies, on the question that said so.
+            stop = next((n.text for n in notices if n.stop), "This is not for this procedure.")
+            runner.state.stopped = False
+            errors = {**errors, "scope": stop}
+        new = _new_questions(runner, value)
+        if errors or new:
+            self.conversations.save(user_key, runner)
+            await self.update_card(
+                turn,
+                self.intake_card(
+                    runner,
+                    raw=raw,
+                    errors=errors,
+                    notices=shown + ([Notice(NEW_QUESTIONS)] if new and not errors else []),
+                    risk_alerted=alerted,
+                ),
+                INTAKE_TITLE,
+            )
+            return
+        if not self.service.claim_once(_submission_key(turn, value)):
+            return  # the same form sent twice (a double click, a retry): logged the first time
+        aad = getattr(turn.activity.from_property, "aad_object_id", None)
+        outcome = self.conversations.finish_intake(
+            user_key, runner, platform_ids={"teams_id": aad} if person is None and aad else None
+        )
+        if not outcome.ok:
+            first = next(iter(value.get("shown") or ["scope"]))
+            await self.update_card(
+                turn,
+                self.intake_card(runner, raw=raw, errors={first: outcome.text}, notices=shown),
+                INTAKE_TITLE,
+            )
+            return
+        self.kick()
+        await self.update_card(
+            turn,
+            cards.done_card(
+                "Professional disagreement logged", outcome.text, self._stamp("Logged", name)
+            ),
+            outcome.text,
+        )
+
+    # ---- buttons and action forms -------------------------------------------------------
+
+    async def on_submit(self, turn: TurnContext, value: dict[str, Any]) -> None:
+        """An Action.Submit: the intake form, an action form, or a button on a message."""
+        form = value.get("form")
+        if form == "intake":
+            await self.on_intake_submit(turn, value)
+        elif form == "action":
+            await self.on_action_submit(turn, value)
+        elif "action" in value and "ref" in value:
+            await self.on_button(turn, value)
+        else:
+            await self.say(
+                turn, "That card is out of date. Type escalate help to see what I can do."
+            )
+
+    def _button(self, value: dict[str, Any]) -> ActionId | None:
+        try:
+            return ActionId(str(value.get("action")))
+        except ValueError:
+            return None
+
+    async def on_button(self, turn: TurnContext, value: dict[str, Any]) -> None:
+        """A dispute button: act at once, or send the action's form; refusals are private."""
+        button = self._button(value)
+        ref = str(value.get("ref", ""))[:40]
+        person, _ = await self.who(turn)
+        if button is None:
+            await self.private_text(turn, person, "That button is out of date.")
+            return
+        if person is None:
+            await self.private_text(
+                turn,
+                person,
+                "You are not in the partnership directory, so you cannot act on disputes yet. "
+                "Please ask your partnership admin to add you.",
+            )
+            return
+        if button == ActionId.VIEW_DETAILS:
+            reply = self.conversations.status_reply(ref, person)
+            if not reply.ok:
+                await self.private_text(turn, person, reply.text)
+                return
+            card = cards.message_card(reply.as_message(person.id))
+            await self.private_card(turn, person, card, reply.text)
+            return
+        if button not in self.conversations.actions:
+            await self.private_text(
+                turn,
+                person,
+                f"'{button.value.replace('_', ' ')}' can't be done from Teams yet; please ask "
+                "your partnership admin.",
+            )
+            return
+        flow = self.conversations.action_flow(button)
+        seen = self.service.view(ref, person.id)
+        if not seen.ok or seen.dispute is None:
+            await self.private_text(turn, person, seen.text)
+            return
+        refusal = seen.dispute.allowed(person, flow.action, self.service.directory)
+        if refusal is not None:
+            await self.private_text(turn, person, f"Sorry, you can't do that: {refusal}.")
+            return
+        if not flow.flow.questions:
+            outcome = self.conversations.run_action(ref, person, button, {})
+            if not outcome.changed:
+                await self.private_text(turn, person, outcome.text)
+                return
+            self.kick()
+            await self.update_card(
+                turn, self.acted_card(turn, person, button, ref, outcome), outcome.text
+            )
+            return
+        runner = FlowRunner(flow.flow, self.conversations.context(person))
+        card = self.action_card(button, ref, runner, origin=turn.activity.reply_to_id)
+        await self.private_card(turn, person, card, flow.flow.title)
+
+    def action_card(
+        self,
+        button: ActionId,
+        ref: str,
+        runner: FlowRunner,
+        *,
+        origin: str | None,
+        raw: dict[str, Any] | None = None,
+        errors: dict[str, str] | None = None,
+        notices: list[Notice] | None = None,
+    ) -> dict[str, Any]:
+        """An action's form; `origin` is the card whose button opened it."""
+        flow = self.conversations.action_flow(button)
+        return cards.flow_card(
+            runner,
+            title=f"{flow.flow.title}: {ref}",
+            submit_title="Save",
+            data={
+                "form": "action",
+                "action": button.value,
+                "ref": ref,
+                **({"origin": origin} if origin else {}),
+            },
+            raw=raw,
+            errors=errors,
+            notices=notices,
+        )
+
+    async def on_action_submit(self, turn: TurnContext, value: dict[str, Any]) -> None:
+        """An action's form was sent: errors back on the form, or the action is done."""
+        button = self._button(value)
+        ref = str(value.get("ref", ""))[:40]
+        person, name = await self.who(turn)
+        if button is None or button not in self.conversations.actions:
+            await self.private_text(turn, person, "That form is out of date.")
+            return
+        if person is None:
+            await self.private_text(turn, person, "You are not in the partnership directory.")
+            return
+        origin = value.get("origin")
+        runner = FlowRunner(
+            self.conversations.action_flow(button).flow, self.conversations.context(person)
+        )
+        raw = cards.form_values(value)
+        errors, _ = runner.answer_all(raw)
+        new = _new_questions(runner, value)
+        if errors or new:
+            notices = [Notice(NEW_QUESTIONS)] if new and not errors else []
+            card = self.action_card(
+                button, ref, runner, origin=origin, raw=raw, errors=errors, notices=notices
+            )
+            await self.update_card(turn, card, "Please check your answers")
+            return
+        if not self.service.claim_once(_submission_key(turn, value)):
+            return
+        outcome = self.conversations.run_action(ref, person, button, runner.state.answers)
+        if not outcome.ok:
+            first = next(iter(value.get("shown") or ["reason"]))
+            card = self.action_card(
+                button, ref, runner, origin=origin, raw=raw, errors={first: outcome.text}
+            )
+            await self.update_card(turn, card, outcome.text)
+            return
+        self.kick()
+        title = f"{self.conversations.action_flow(button).flow.title}: {ref}"
+        await self.update_card(
+            turn, cards.done_card(title, outcome.text, self._stamp(_done(button), name)), title
+        )
+        if origin:
+            await self.update_card(
+                turn,
+                self.acted_card(turn, person, button, ref, outcome),
+                outcome.text,
+                activity_id=origin,
+            )
+
+    def acted_card(
+        self, turn: TurnContext, person: Person, button: ActionId, ref: str, outcome: Outcome
+    ) -> dict[str, Any]:
+        """The pressed card, after the action: who acted and when, and where things stand.
+
+        The dispute's details are shown only in a personal chat, never in a channel.
+        """
+        status = self.conversations.status_reply(ref, person)
+        facts = status.facts if status.ok and _is_personal(turn.activity) else []
+        # The button just pressed is done: the card keeps only what is left to do.
+        buttons: list[Button] = (
+            [b for b in status.buttons if b.action != button] if status.ok else []
+        )
+        return cards.acted_card(
+            self._stamp(_done(button), person.name), outcome.text, facts, buttons
+        )
+
+    def _stamp(self, what: str, name: str) -> str:
+        now = self.service.clock.now()
+        return f"{what} by {name} at {self.service.notices().when(now, now)}."
+
+    # ---- sending --------------------------------------------------------------------------
+
+    async def reply(self, turn: TurnContext, card: dict[str, Any], summary: str) -> None:
+        """Answer in the conversation the activity came from."""
+        await turn.send_activity(card_activity(card, summary))
+
+    async def say(self, turn: TurnContext, text: str) -> None:
+        """A short answer in the conversation the activity came from."""
+        await self.reply(turn, cards.notice_card(text), text)
+
+    async def update_card(
+        self,
+        turn: TurnContext,
+        card: dict[str, Any],
+        summary: str,
+        *,
+        activity_id: str | None = None,
+    ) -> None:
+        """Replace the card that was pressed (or `activity_id`); send it anew if unknown."""
+        target = activity_id or turn.activity.reply_to_id
+        activity = card_activity(card, summary)
+        if not target:
+            await turn.send_activity(activity)
+            return
+        activity.id = target
+        await turn.update_activity(activity)
+
+    async def send_private(
+        self, turn: TurnContext, person: Person | None, card: dict[str, Any], summary: str
+    ) -> bool:
+        """Send a card to the sender's personal chat (opening it if need be); False if not possible."""
+        activity = card_activity(card, summary)
+        sender = turn.activity.from_property
+        aad = getattr(sender, "aad_object_id", None) or sender.id
+        try:
+            with self.service.store.unit() as session:
+                stored = refs.reference(session, PLATFORM, user_key(aad))
+            if stored is not None:
+                reference = to_reference(stored)
+            else:
+                member = TurnContext.get_conversation_reference(turn.activity)
+                reference = await self.platform.open_personal_chat(
+                    member, person_id=person.id if person else None
+                )
+            await self.platform.post(reference, activity)
+        except Exception as exc:
+            log.info("could not reach a personal chat", extra={"error": exc.__class__.__name__})
+            return False
+        return True
+
+    async def private_card(
+        self, turn: TurnContext, person: Person | None, card: dict[str, Any], summary: str
+    ) -> None:
+        """A card only the sender sees: here in a personal chat, else in their personal chat."""
+        if _is_personal(turn.activity):
+            await self.reply(turn, card, summary)
+        elif not await self.send_private(turn, person, card, summary):
+            await self.say(turn, _OPEN_THE_BOT)
+
+    async def private_text(self, turn: TurnContext, person: Person | None, text: str) -> None:
+        """An explanation or refusal only the sender sees."""
+        await self.private_card(turn, person, cards.notice_card(text), text)
+
+
+_OPEN_THE_BOT = (
+    "Please open a personal chat with me (Apps, then search for the escalation bot) and type "
+    "escalate there: the details of a disagreement must not go in a channel."
+)
+
+
+def _done(button: ActionId) -> str:
+    """What pressing the button did, in the past tense."""
+    return DONE.get(button) or f"{BUTTON_LABELS[button]}: done"
+
+
+def _is_personal(activity: Any) -> bool:
+    conversation = activity.conversation
+    kind = getattr(conversation, "conversation_type", None)
+    return kind == "personal" or (kind is None and not getattr(conversation, "is_group", False))
+
+
+def _channel_id(activity: Any) -> str | None:
+    """The Teams channel of a channel conversation, without the thread part."""
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    channel = (data.get("channel") or {}).get("id")
+    if channel:
+        return str(channel)
+    conversation = activity.conversation
+    if getattr(conversation, "conversation_type", None) == "channel":
+        return base_channel_id(conversation.id)
+    return None
+
+
+def _new_questions(runner: FlowRunner, value: dict[str, Any]) -> list[str]:
+    """Questions that apply now but were not on the card the person filled in."""
+    shown = value.get("shown")
+    if not isinstance(shown, list):
+        return []
+    return [
+        q.id
+        for q in runner.applicable()
+        if q.kind != "confirm" and q.id not in shown and q.id not in runner.state.answers
+    ]
+
+
+def _submission_key(turn: TurnContext, value: dict[str, Any]) -> str:
+    """One key per card and answers: the same form sent twice acts once."""
+    activity = turn.activity
+    digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[
+        :16
+    ]
+    card = activity.reply_to_id or activity.id or ""
+    return f"teams-card:{activity.conversation.id}:{card}:{digest}"[:200]
+
+
+# ---- the endpoint ---------------------------------------------------------------------------
+
+
+class TeamsEndpoint:
+    """`POST /api/messages`: authenticate the activity, then run the bot's turn."""
+
+    def __init__(self, adapter: CloudAdapter, bot: TeamsBot) -> None:
+        self.adapter = adapter
+        self.bot = bot
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """Answer one activity from the Bot Connector service."""
+        if "application/json" not in request.headers.get("Content-Type", ""):
+            return web.Response(status=415)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=400)
+        if not isinstance(body, dict):
+            return web.Response(status=400)
+        try:
+            activity = Activity().deserialize(body)
+        except Exception:  # msrest's DeserializationError and kin: not an activity
+            return web.Response(status=400)
+        if not activity.type:
+            return web.Response(status=400)
+        header = request.headers.get("Authorization", "")
+        try:
+            # Done here rather than in CloudAdapter.process, so that every bad token is a 401:
+            # botbuilder lets malformed tokens escape as other errors (an HTTP 500).
+            auth = await self.adapter.bot_framework_authentication.authenticate_request(
+                activity, header
+            )
+        except Exception as exc:
+            log.warning(
+                "refused an activity without a valid token", extra={"reason": repr(exc)[:200]}
+            )
+            return web.Response(status=401)
+        invoke = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
+        if invoke is not None:
+            return web.json_response(data=serializer_helper(invoke.body), status=invoke.status)
+        return web.Response(status=201)
+
+
+def teams_authentication(settings: Settings, *, credentials_factory: Any = None) -> Any:
+    """Bot Framework authentication from the settings: single-tenant when a tenant id is set."""
+    if not settings.microsoft_app_id:
+        raise ValueError("MICROSOFT_APP_ID is not set")
+    if credentials_factory is None and not settings.microsoft_app_password:
+        raise ValueError("MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is not")
+    tenant = settings.microsoft_app_tenant_id
+    configuration = SimpleNamespace(
+        APP_ID=settings.microsoft_app_id,
+        APP_PASSWORD=settings.microsoft_app_password,
+        APP_TENANTID=tenant,
+        APP_TYPE="SingleTenant" if tenant else "MultiTenant",
+    )
+    return ConfigurationBotFrameworkAuthentication(
+        configuration, credentials_factory=credentials_factory
+    )
+
+
+def build_teams(
+    core: Core,
+    kick: Callable[[], None],
+    platforms: Callable[[], Sequence[Platform]],
+    *,
+    credentials_factory: Any = None,
+) -> tuple[TeamsEndpoint, TeamsPlatform]:
+    """The Teams endpoint and the outbox's Teams platform, sharing one CloudAdapter.
+
+    `credentials_factory` replaces the app password's token requests (tests use a fake one:
+    no request may go to Microsoft's sign-in service).
+    """
+    settings = core.settings
+    adapter = CloudAdapter(teams_authentication(settings, credentials_factory=credentials_factory))
+    directory = lambda: core.service.directory  # noqa: E731 - read afresh on every use
+    channels = {
+        name: ids.teams for name, ids in core.partnership.config.channels.items() if ids.teams
+    }
+    assert settings.microsoft_app_id is not None
+    platform = TeamsPlatform(
+        adapter,
+        settings.microsoft_app_id,
+        core.store,
+        directory,
+        channels,
+        core.service.clock,
+        tenant_id=settings.microsoft_app_tenant_id,
+        waiting=waiting_for(core.store, directory, platforms),
+    )
+    bot = TeamsBot(core.conversations, platform, kick)
+    adapter.on_turn_error = bot.on_error
+    return TeamsEndpoint(adapter, bot), platform
