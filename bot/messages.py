@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -94,6 +94,9 @@ class Message:
     ref: str | None = None
     kind: MessageKind = "direct"
     key: str = ""
+    # Set when a channel post must go through one platform in particular (a partnership
+    # with its channel on both Slack and Teams gets a copy on each).
+    platform: str | None = None
 
     def to_data(self) -> dict[str, Any]:
         """JSON-ready data, for the outbox."""
@@ -107,6 +110,7 @@ class Message:
             "ref": self.ref,
             "kind": self.kind,
             "key": self.key,
+            "platform": self.platform,
         }
 
     @classmethod
@@ -123,7 +127,29 @@ class Message:
             ref=data.get("ref"),
             kind=data.get("kind", "direct"),
             key=data.get("key", ""),
+            platform=data.get("platform"),
         )
+
+
+def fan_out(messages: list[Message], channels: dict[str, list[str]]) -> list[Message]:
+    """A copy of each channel post for every platform its channel is on, when several are.
+
+    `channels` maps a partnership channel name to the platforms carrying it. Each copy keeps
+    the same thread order; each platform keeps its own thread of the dispute.
+    """
+    out: list[Message] = []
+    for message in messages:
+        platforms = (
+            channels.get(message.recipient.id, []) if message.recipient.kind == "channel" else []
+        )
+        if len(platforms) < 2 or message.platform is not None:
+            out.append(message)
+            continue
+        out += [
+            replace(message, platform=name, key=f"{message.key}@{name}" if message.key else "")
+            for name in platforms
+        ]
+    return out
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x1b]")

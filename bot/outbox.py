@@ -77,8 +77,9 @@ class Dispatcher:
         self.worker = worker or f"dispatcher-{uuid.uuid4().hex[:12]}"
 
     def platform_for(self, message: Message) -> Platform | None:
-        """The first platform that can reach the recipient."""
-        return next((p for p in self.platforms if p.can_reach(message)), None)
+        """The first platform that can reach the recipient (the named one, if it is pinned)."""
+        candidates = [p for p in self.platforms if message.platform in (None, p.name)]
+        return next((p for p in candidates if p.can_reach(message)), None)
 
     async def run_once(self, limit: int = 100) -> DispatchReport:
         """Claim what is due now and send it, in order."""

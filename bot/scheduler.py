@@ -56,11 +56,6 @@ class Timekeeper:
     async def beat(self) -> Beat:
         """One tick: fire what is due, then send what is queued."""
         started = time.perf_counter()
-        # Load the directory (and the people remembered in the database) before the tick
-        # opens a transaction: loaded first inside one, as `_tick_one` does in a fresh
-        # process, it needs a second connection, which on SQLite waits for the first's write
-        # lock (the same thread's) until "database is locked", so no overdue timer ever fired.
-        await asyncio.to_thread(lambda: self.service.partnership)
         # The timers' database work runs in a worker thread, so requests are served meanwhile.
         timers = await asyncio.to_thread(self.service.tick)
         sent = await self.dispatcher.run_once()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -111,6 +111,9 @@ class Store:
         self.engine = engine or make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._policies: dict[str, Policy] = {}
+        # Applied to every message as it is queued (the app sets it to copy channel posts to
+        # each platform the channel is on); None leaves messages as they are.
+        self.route: Callable[[list[Message]], list[Message]] | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -395,6 +398,8 @@ class Store:
         seq: int = 0,
     ) -> None:
         """Save outgoing messages in the caller's transaction, each with an idempotency key."""
+        if self.route is not None:
+            messages = self.route(list(messages))
         for i, message in enumerate(messages):
             if not message.key:
                 # A message caused by a dispute event is keyed by it (a retry of the same

@@ -859,6 +859,10 @@ async def test_a_dispute_across_slack_and_teams_reaches_each_side_on_its_own_pla
     assert told and "Ben Carter" in (told[0].text or "")
     roots = [m for m in slack.messages_in("C0DISPUTES") if not m.thread_ts]
     assert len(roots) == 1 and roots[0].updates >= 1
+    # The disputes channel is on both platforms: each side has its own thread of the dispute.
+    teams_posts = [p for p in teams.fake.posts(DISPUTES) if dispute.ref in p.shown]
+    assert teams_posts, "the Teams channel has the dispute's thread too"
+    assert "CS-204611" not in " ".join(p.shown for p in teams_posts)
 
 
 async def test_someone_met_only_in_a_channel_is_reached_in_a_new_personal_chat(
