@@ -276,13 +276,19 @@ class Service:
         local = p.calendar.local(now)
         if not p.calendar.is_working_day(local.date()) or local.time() < p.config.digest_time:
             return False
-        message = self.digest_message(now)
-        if not message.facts:
-            return False  # nothing near breach: no post, so the channel stays worth reading
+        key = f"digest:{p.id}:{local.date()}"
         with self.store.unit() as session:
-            if not self.store.run_once(session, f"digest:{p.id}:{local.date()}", now=now):
+            if self.store.has_run(session, key):
+                # Checked before building: every tick after digest time would otherwise build
+                # the whole digest (all open disputes) only to find it already sent.
                 return False
-            message.key = f"digest:{p.id}:{local.date()}"
+        message = self.digest_message(now)
+        with self.store.unit() as session:
+            if not self.store.run_once(session, key, now=now):
+                return False  # another replica sent it meanwhile
+            if not message.facts:
+                return False  # nothing near breach: no post, so the channel stays worth reading
+            message.key = key
             self.store.enqueue(session, [message], now=now)
         return True
 

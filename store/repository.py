@@ -375,6 +375,10 @@ class Store:
             from_data(r.state, self.policy(session, r.policy_fingerprint), r.version) for r in rows
         ]
 
+    def has_run(self, session: Session, key: str) -> bool:
+        """Whether a once-only run has been claimed."""
+        return session.get(ScheduledRunRow, key) is not None
+
     def run_once(self, session: Session, key: str, *, now: datetime) -> bool:
         """Claim a once-only scheduled run; False if it already ran (here or on a replica)."""
         if session.get(ScheduledRunRow, key) is not None:
