@@ -62,10 +62,16 @@ class SlackBot:
     core: Core
     server: Server
 
-    async def post(self, body: bytes, headers: dict[str, str] | None = None) -> Any:
-        return await self.client.post(
+    async def post(
+        self, body: bytes, headers: dict[str, str] | None = None, *, settle: bool = True
+    ) -> Any:
+        """Post a request; with `settle`, also wait for the work its listener does after acking."""
+        response = await self.client.post(
             "/slack/events", data=body, headers=headers or signed_headers(SECRET, body)
         )
+        if settle:
+            await self.server.budget.settle()
+        return response
 
     async def command(self, text: str = "", user: str = "", trigger: str = "T1") -> Any:
         body = slash_command_body(

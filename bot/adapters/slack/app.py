@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import re
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -570,17 +571,19 @@ class Ack:
     def __init__(self, ack: Any) -> None:
         self._ack = ack
         self.done = False
+        self.answered = asyncio.Event()
 
     async def __call__(self, **kwargs: Any) -> bool:
         if self.done:
             return False
         self.done = True
         await self._ack(**kwargs)
+        self.answered.set()
         return True
 
 
 class Budget:
-    """Runs a listener as a task; answers Slack with a plain ack if it overruns `seconds`."""
+    """Runs a listener as a task; Slack is answered at its ack, or a plain ack after `seconds`."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -607,7 +610,12 @@ class Budget:
             self.running.add(task)
             task.add_done_callback(self.running.discard)
             task.add_done_callback(_log_failure)
-            await asyncio.wait({task}, timeout=self.seconds)
+            # Answer Slack as soon as the listener has acked (what follows the ack, opening a
+            # modal or updating a message, carries on in the background), or when the budget
+            # runs out, whichever is first.
+            answered = asyncio.create_task(once.answered.wait())
+            await asyncio.wait({task, answered}, timeout=self.seconds, return_when=FIRST_COMPLETED)
+            answered.cancel()
             if not once.done:
                 # Slack must hear from us in time; the listener finishes in the background.
                 await once()
