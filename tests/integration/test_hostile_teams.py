@@ -113,17 +113,19 @@ async def test_buttons_and_forms_of_older_cards_are_answered_politely(teams: Tea
         assert "out of date" in said, value
 
 
-async def test_an_action_execute_verb_the_bot_does_not_have_is_not_implemented(
+async def test_an_action_execute_verb_the_bot_does_not_have_is_answered_politely(
     teams: Teams,
 ) -> None:
     # The bot's cards use Action.Submit; an Action.Execute from some other card arrives as an
-    # invoke. Bot Framework answers 501 (not implemented), not an error, and nothing changes.
+    # invoke. Bot Framework would answer 501; the bot answers on the card, and nothing changes.
     before = footprint(teams)
     body = activity(AMARA, teams.fake.service_url, kind="invoke")
     body["name"] = "adaptiveCard/action"
     body["value"] = {"action": {"type": "Action.Execute", "verb": "approveAll", "data": {}}}
     response = await teams.post(body)
-    assert response.status == 501
+    assert response.status == 200
+    answer = await response.json()
+    assert answer["statusCode"] == 200 and "out of date" in answer["value"]
     assert footprint(teams) == before
 
 

@@ -35,7 +35,7 @@ from bot.adapters.teams.reach import still_to_open
 from bot.app import Core, build_core
 from bot.clock import FakeClock
 from bot.config import Settings
-from bot.disputes import Dispute
+from bot.disputes import Action, Dispute
 from bot.messages import Message, Recipient
 from bot.web import Server, build_server, make_web_app
 from store import conversation_refs as refs
@@ -879,3 +879,23 @@ async def test_someone_met_only_in_a_channel_is_reached_in_a_new_personal_chat(
     await teams.deliver()
     assert [c["members"][0]["id"] for c in teams.fake.created] == [BEN.id]
     assert any(dispute.ref in r.shown and r.submit_data() for r in teams.chat(BEN))
+
+
+async def test_an_escalation_form_opened_before_someone_else_escalated_is_refused(
+    teams: Teams,
+) -> None:
+    # Both practitioners open the Escalate form at stage 1; Amara sends hers first. Ben's,
+    # opened at stage 1, must not move the dispute on again (to stage 3).
+    dispute = await log_dispute(teams)
+    ping = ping_for(teams, BEN, dispute.ref)
+    await teams.press(BEN, ping, {"action": "escalate", "ref": dispute.ref})
+    form = teams.chat(BEN)[-1]
+    (data,) = form.submit_data()
+    assert data["stage"] == 1
+    moved = teams.core.service.act(
+        dispute.ref, "amara.okafor", Action.ESCALATE, reason="No agreement at stage 1."
+    )
+    assert moved.ok, moved.text
+    await teams.press(BEN, form, data, reason="We cannot agree.")
+    assert teams.events(dispute.ref).count("StageEscalated") == 1
+    assert "already been escalated to stage 2" in teams.now(form).shown

@@ -45,6 +45,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.conversation import Conversations
 from bot.directory import Person
+from bot.flows.actions import FROM_STAGE
 from bot.flows.engine import FlowRunner, Notice
 from bot.messages import BUTTON_LABELS, ActionId, Button
 from bot.service import Outcome
@@ -418,7 +419,9 @@ class TeamsBot(ActivityHandler):
             )
             return
         runner = FlowRunner(flow.flow, self.conversations.context(person))
-        card = self.action_card(button, ref, runner, origin=turn.activity.reply_to_id)
+        card = self.action_card(
+            button, ref, runner, origin=turn.activity.reply_to_id, stage=seen.dispute.stage
+        )
         await self.private_card(turn, person, card, flow.flow.title)
 
     def action_card(
@@ -428,6 +431,7 @@ class TeamsBot(ActivityHandler):
         runner: FlowRunner,
         *,
         origin: str | None,
+        stage: int | None = None,
         raw: dict[str, Any] | None = None,
         errors: dict[str, str] | None = None,
         notices: list[Notice] | None = None,
@@ -443,6 +447,9 @@ class TeamsBot(ActivityHandler):
                 "action": button.value,
                 "ref": ref,
                 **({"origin": origin} if origin else {}),
+                # The stage the form was opened at: an escalation already made by someone
+                # else meanwhile is then refused, not repeated (two managers at once).
+                **({"stage": stage} if stage is not None else {}),
             },
             raw=raw,
             errors=errors,
@@ -470,13 +477,24 @@ class TeamsBot(ActivityHandler):
         if errors or new:
             notices = [Notice(NEW_QUESTIONS)] if new and not errors else []
             card = self.action_card(
-                button, ref, runner, origin=origin, raw=raw, errors=errors, notices=notices
+                button,
+                ref,
+                runner,
+                origin=origin,
+                stage=value.get("stage") if isinstance(value.get("stage"), int) else None,
+                raw=raw,
+                errors=errors,
+                notices=notices,
             )
             await self.update_card(turn, card, "Please check your answers")
             return
         if not self.service.claim_once(_submission_key(turn, value)):
             return
-        outcome = self.conversations.run_action(ref, person, button, runner.state.answers)
+        answers = dict(runner.state.answers)
+        stage = value.get("stage")
+        if isinstance(stage, int) and not isinstance(stage, bool):
+            answers[FROM_STAGE] = stage
+        outcome = self.conversations.run_action(ref, person, button, answers)
         if not outcome.ok:
             first = next(iter(value.get("shown") or ["reason"]))
             card = self.action_card(
@@ -672,6 +690,17 @@ class TeamsEndpoint:
             )
             return web.Response(status=401)
         invoke = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
+        if invoke is not None and invoke.status == 501 and activity.name == "adaptiveCard/action":
+            # An Action.Execute from a card this bot does not make (its cards use
+            # Action.Submit): a polite answer on the card, not a 5xx, and nothing changed.
+            return web.json_response(
+                {
+                    "statusCode": 200,
+                    "type": "application/vnd.microsoft.activity.message",
+                    "value": "This card is out of date or not from this bot: nothing was "
+                    "changed. Type escalate help to see what you can do.",
+                }
+            )
         if invoke is not None:
             return web.json_response(data=serializer_helper(invoke.body), status=invoke.status)
         return web.Response(status=201)
