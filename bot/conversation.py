@@ -272,7 +272,7 @@ class Conversations:
             return "the raiser"
         d = self.service.directory
         for side in ("raising", "receiving"):
-            if person in dispute.actors(d, side):
+            if person.id in {p.id for p in dispute.actors(d, side)}:
                 role = dispute.current_stage.roles[side]
                 return f"the {side} agency's {role_label(role)}"
         if person.has_role("admin"):

@@ -276,7 +276,8 @@ class Dispute:
         """None if `person` may do `action` now, else the reason they may not."""
         is_admin = person.has_role("admin")
         side = self.side_of(person)
-        involved = person in self.involved(directory)
+        # By id: the same person may be a newer copy (a platform id remembered meanwhile).
+        involved = _has(self.involved(directory), person)
         if action in (Action.VIEW, Action.ADD_NOTE, Action.RECORD_LEARNING):
             return (
                 None
@@ -300,13 +301,13 @@ class Dispute:
             if is_admin and action in (Action.ESCALATE, Action.WITHDRAW):
                 return None
             return "you are not in either agency of this dispute"
-        acting = person in self.actors(directory, side)
+        acting = _has(self.actors(directory, side), person)
         if action == Action.SNOOZE:
             step = self.next_due
             if step is None or not step.fired:
                 return "there is no reminder to snooze yet"
             return None if acting else "only the people a reminder went to can snooze it"
-        managing = person in self._backers(directory, side)
+        managing = _has(self._backers(directory, side), person)
         if action == Action.ACKNOWLEDGE:
             if person.id == self.details.raised_by:
                 return "you raised this dispute, so there is nothing for you to acknowledge"
@@ -556,7 +557,7 @@ class Dispute:
             held_at=(held_at or now).isoformat(),
             stage=self.stage,
         )
-        if person in self.parties(directory):
+        if _has(self.parties(directory), person):
             self._complete_where("discussed", now, person.id)
             self._advance(calendar, now, by=person.id)
 
@@ -825,6 +826,11 @@ class Dispute:
             if state.is_open:
                 state.status = "cancelled"
         self._record("DisputeClosed", now, person.id, reason=reason)
+
+
+def _has(people: list[Person], person: Person) -> bool:
+    """Whether `person` is among `people`, by directory id."""
+    return any(p.id == person.id for p in people)
 
 
 def _clean(text: str, what: str, limit: int) -> str:

@@ -1278,3 +1278,16 @@ def test_lincolnshire_same_working_day_after_hours_means_the_next_working_day(
     dispute = lincolnshire_at_stage_three(with_slos, lincolnshire)
     dispute.escalate(None, with_slos, calendar, escalated, reason="Deadline passed.", urgent=False)
     assert step(dispute, "decide-route").due_at == utc(2026, 11, 30, 17)
+
+
+@pytest.mark.parametrize("person_id", ["ben.carter", "tom.hadley"])
+def test_a_newer_copy_of_a_person_is_still_recognised(
+    directory: Directory, wolverhampton: Policy, person_id: str
+) -> None:
+    # A Slack id remembered meanwhile makes a new copy of the person: who may act is decided
+    # by directory id, so the copy in one request and the directory of another still agree.
+    dispute = open_(directory, wolverhampton)
+    copy = directory.person(person_id).model_copy(update={"slack_id": "U0NEWCOPY"})
+    assert copy != directory.person(person_id)
+    assert dispute.allowed(copy, Action.VIEW, directory) is None
+    assert dispute.allowed(copy, Action.ESCALATE, directory) is None
