@@ -39,7 +39,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -48,6 +47,7 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from shared_files import shared
 
 __all__ = [
     "CARD",
@@ -61,7 +61,7 @@ __all__ = [
 JsonDict = dict[str, Any]
 CARD = "application/vnd.microsoft.card.adaptive"
 ISSUER = "https://api.botframework.com"
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "adaptive-card-1.5.json"
+SCHEMA_PATH = shared("schemas/adaptive-card-1.5.json")
 KEY_ID = "fake-connector-key"
 
 

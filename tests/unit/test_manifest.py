@@ -17,10 +17,11 @@ import pytest
 import referencing
 import referencing.jsonschema
 import yaml
+from shared_files import shared
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "manifest.yml"
-SCHEMAS = REPO.parent / "shared" / "schemas" / "slack-manifest"
+SCHEMAS = shared("schemas/slack-manifest")
 REMOTE = "https://raw.githubusercontent.com/slackapi/manifest-schema/v0.5.0/schemas/"
 PUBLIC_URL = "https://bot.example.org/slack/events"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from shared_files import shared
 
 from bot.policy import (
     PRESETS,
@@ -21,7 +22,7 @@ from bot.workdays import WorkingCalendar
 from bot.yamlsource import MAX_FILE_BYTES, ConfigError, Problem
 
 LONDON = ZoneInfo("Europe/London")
-BANK_HOLIDAYS_FILE = Path(__file__).resolve().parents[3] / "shared/reference/uk-bank-holidays.json"
+BANK_HOLIDAYS_FILE = shared("reference/uk-bank-holidays.json")
 CALL_999 = "Call 999 if anyone is in immediate danger."
 PARTIES = ("both", "raising", "receiving")
 

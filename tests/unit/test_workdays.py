@@ -6,19 +6,17 @@ import json
 from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from shared_files import shared
 
 from bot.workdays import NATIONS, WorkingCalendar, format_day, format_when
 
 LONDON = ZoneInfo("Europe/London")
-REFERENCE = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "uk-bank-holidays.json"
-)
+REFERENCE = shared("reference/uk-bank-holidays.json")
 DIVISION_NATIONS = {
     "england-and-wales": ("ENG", "WLS"),
     "scotland": ("SCT",),
