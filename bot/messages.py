@@ -152,11 +152,22 @@ def fan_out(messages: list[Message], channels: dict[str, list[str]]) -> list[Mes
     return out
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x1b]")
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x1b"
+    # Bidirectional embeddings, overrides and isolates: they can make a reference or a name
+    # read differently from what it is (the "Trojan Source" trick). The plain left-to-right
+    # and right-to-left marks (U+200E, U+200F) stay: names in Arabic or Hebrew script use them.
+    r"\u202a-\u202e\u2066-\u2069"
+    # Invisible characters that make two identical-looking texts differ: zero-width space,
+    # word joiner, invisible operators, byte-order mark, Mongolian vowel separator. The
+    # zero-width (non-)joiners stay: Persian and Indic scripts and emoji need them.
+    r"\u200b\u2060-\u2064\ufeff\u180e]"
+)
 
 
 def plain(text: str) -> str:
-    """Text safe to show anywhere: control and escape characters removed, Unicode normalised."""
+    """Text safe to show anywhere: control, bidi-override and invisible characters removed,
+    Unicode normalised."""
     return _CONTROL.sub("", unicodedata.normalize("NFC", text))
 
 

@@ -195,6 +195,32 @@ class Service:
                     )
         raise AssertionError("unreachable")
 
+    def refusal(self, ref: str, person_id: str, action: Action) -> str | None:
+        """Why the person may not do `action` on `ref` now, the refusal recorded; or None.
+
+        For a platform about to open an action's form: the form is not shown to someone who
+        could not submit it, and the attempt goes on the dispute's record as `act` would put it.
+        """
+        person = self.directory.get(person_id)
+        if person is None:
+            return "you are not in the partnership directory"
+        for _ in range(RETRIES):
+            now = self.clock.now()
+            try:
+                with self.store.unit() as session:
+                    dispute = self.store.load(session, ref, lock=True)
+                    try:
+                        dispute.require(person, action, self.directory, now)
+                    except NotAllowed as exc:
+                        self.store.save(session, dispute, wake_at=self._wake(dispute), now=now)
+                        return str(exc)
+                    return None
+            except NotFound:
+                return f"there is no dispute with reference {ref.strip().upper()}"
+            except Conflict:
+                continue  # changed at that moment: ask again of the dispute as it is now
+        return "someone else changed this dispute at the same moment; please try again"
+
     def view(self, ref: str, person_id: str) -> Outcome:
         """The dispute, if the person may see it."""
         person = self.directory.get(person_id)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,6 +179,8 @@ class FakeSlackApi:
         self.app_id = app_id
 
         self.calls: list[tuple[str, JsonDict]] = []
+        # When each call arrived (time.monotonic(), as calls): for the latency benchmark.
+        self.arrivals: list[float] = []
         self.messages: list[RecordedMessage] = []
         self.ephemerals: list[RecordedEphemeral] = []
         self.views: list[RecordedView] = []
@@ -342,13 +345,16 @@ class FakeSlackApi:
         method = request.match_info["method"]
         if self.delay:
             await asyncio.sleep(self.delay)
+        arrived = time.monotonic()
         try:
             args = await self._read_args(request)
         except _ApiError as exc:
             self.calls.append((method, {}))
+            self.arrivals.append(arrived)
             return self._error_response(method, exc)
         token = self._token(request, args)
         self.calls.append((method, args))
+        self.arrivals.append(arrived)
         if token is None:
             return web.json_response({"ok": False, "error": "not_authed"})
         if token != self.token:

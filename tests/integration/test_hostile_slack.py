@@ -365,3 +365,24 @@ async def test_an_immediate_risk_change_in_an_odd_view_answers_and_keeps_serving
     assert (await bot.click("value", "", AMARA, view=view)).status == 200
     await bot.deliver()
     assert (await bot.command("help", user=AMARA)).status == 200
+
+
+async def test_a_modal_slack_will_not_open_is_explained_and_nothing_is_logged(
+    bot: SlackBot,
+) -> None:
+    # /escalate is answered at once and the modal follows; when Slack then refuses it (the
+    # trigger expired on a slow day), the person is told privately to try again.
+    bot.api.fail_next("views.open", "expired_trigger_id")
+    before = bot.row_counts()["disputes"]
+    response = await bot.command("", user=AMARA, trigger="T-late")
+    assert response.status == 200 and await response.text() == ""
+    assert bot.api.views == []  # asked for, refused
+    (said,) = bot.api.responses
+    assert said["response_type"] == "ephemeral"
+    assert "did not open the form" in said["text"] and "/escalate again" in said["text"]
+    assert bot.row_counts()["disputes"] == before
+    # The next /escalate opens it.
+    assert (await bot.command("", user=AMARA, trigger="T-again")).status == 200
+    refused, opened = bot.api.calls_to("views.open")
+    assert (refused["trigger_id"], opened["trigger_id"]) == ("T-late", "T-again")
+    assert len(bot.api.views) == 1

@@ -378,3 +378,29 @@ def test_the_scenarios_are_dated_as_the_clock_says(core: Core) -> None:
     assert data["details"]["disagreement_date"] == date(2026, 11, 26).isoformat()
     assert events[0] == "DisputeOpened"
     assert json.dumps(data)  # plain data
+
+
+async def test_a_refused_click_on_a_form_button_is_on_the_record(bot: SlackBot) -> None:
+    # Someone who may see the dispute but not do what a form button is for: they get no
+    # form, are told why privately, and the attempt is recorded, as a refused action always is.
+    core = bot.core
+    ref = open_scenario(core, "stage 1")
+    may = expected("stage 1")
+    button, outsider = next(
+        (button, p)
+        for button, action in BUTTONS.items()
+        if button not in INSTANT and action != Action.VIEW
+        for p in people()
+        if p in may[Action.VIEW] and p not in may[action]
+    )
+    before = state(core, ref)
+    response = await bot.click(button.value, ref, slack_id_of(outsider))
+    assert response.status == 200
+    await bot.server.settle()
+    assert bot.api.views == []
+    (told,) = [e.text or "" for e in bot.api.ephemerals if e.user == slack_id_of(outsider)]
+    assert told.startswith(REFUSED)
+    with core.store.unit() as session:
+        refused = [e for e in core.store.events(session, ref) if e.type == "ActionRefused"]
+    assert [(e.actor, e.data["action"]) for e in refused] == [(outsider, BUTTONS[button].value)]
+    assert state(core, ref) == before

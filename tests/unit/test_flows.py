@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -385,6 +386,18 @@ def test_plain_removes_control_characters_and_normalises_unicode_but_keeps_marku
     # Markup is not interpreted here: it stays literal text for each adapter to escape.
     assert plain(MARKUP) == MARKUP
     assert plain("line one\nline two\ttab") == "line one\nline two\ttab"
+
+
+def test_plain_removes_bidi_overrides_and_invisible_characters_but_keeps_what_scripts_need() -> (
+    None
+):
+    # "CS-204611" that would display as "CS-116402": the override is removed, not rendered.
+    assert plain("CS-\u202e116402\u202c") == "CS-116402"
+    assert plain("\u2067Ben\u2069 \u202aCarter\u202c") == "Ben Carter"
+    assert plain("Ben\u200b Car\u2060ter\ufeff") == "Ben Carter"
+    # Right-to-left marks, the joiners of Persian script and emoji sequences are kept.
+    for kept in ("\u200fسارا\u200e", "می\u200cخواهم", "👩\u200d⚕️"):
+        assert plain(kept) == unicodedata.normalize("NFC", kept)
 
 
 # --- the engine: branching, going back, saved progress ----------------------------------------

@@ -138,29 +138,40 @@ class SlackConversations:
                 text=f"I don't know '{escape(verb[:30])}'. Try /escalate help.",
             )
             return
-        person, name = await self.person(client, command["user_id"])
         if verb in COMMANDS:
+            person, _ = await self.person(client, command["user_id"])
             reply = await asyncio.to_thread(self.conversations.command, f"escalate {text}", person)
             assert reply is not None
             payload = _reply_payload(reply)
             if not await ack(response_type="ephemeral", **payload):
                 await respond(response_type="ephemeral", **payload)
             return
-        user_key = f"slack:{command['user_id']}"
-        runner = await asyncio.to_thread(
-            self.conversations.resume, user_key, person, display_name=name
+        # The intake: Slack hears at once (the modal's trigger lasts 3 s, ample for the rest),
+        # and the modal, built and serialised on a worker thread, follows.
+        await ack()
+        person, name = await self.person(client, command["user_id"])
+        view = await asyncio.to_thread(
+            self._fresh_intake, f"slack:{command['user_id']}", person, name
         )
-        if not await ack():
+        try:
+            await client.views_open(trigger_id=command["trigger_id"], view=view)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else "unknown"
+            log.warning("Slack call failed after ack", extra={"error": error})
             await respond(
                 response_type="ephemeral",
-                text="Sorry, that took too long for Slack. Please type /escalate again.",
+                text=(
+                    "Sorry, Slack did not open the form in time. Please type /escalate again; "
+                    "nothing was logged."
+                ),
             )
-            return
-        await _quietly(
-            client.views_open,
-            trigger_id=command["trigger_id"],
-            view=self._intake_view(runner, [], {}),
-        )
+
+    def _fresh_intake(self, user_key: str, person: Person | None, name: str) -> dict[str, Any]:
+        """The intake modal for a person starting (or coming back to) one, as Slack's JSON."""
+        runner = self.conversations.resume(user_key, person, display_name=name)
+        # slack_sdk's to_dict validates every element: milliseconds of CPU for a large form,
+        # done here, off the event loop, rather than inside views_open.
+        return dict(self._intake_view(runner, [], {}).to_dict())
 
     def _intake_view(
         self, runner: FlowRunner, notices: list[Notice], metadata: dict[str, Any]
@@ -300,17 +311,19 @@ class SlackConversations:
         if not seen.ok or seen.dispute is None:
             await self._private(client, channel, user_id, seen.text)
             return
-        refusal = seen.dispute.allowed(person, flow.action, self.service.directory)
-        if refusal is not None:
-            await self._private(client, channel, user_id, f"Sorry, you can't do that: {refusal}.")
-            return
         if not flow.flow.questions:
+            # Done at once; a refusal is recorded and explained by the action itself.
             outcome = await asyncio.to_thread(
                 self.conversations.run_action, ref, person, button, _instant(button)
             )
             await self._after(
                 client, channel, user_id, message_ts, body, outcome.changed, outcome.text
             )
+            return
+        # No form for someone who could not submit it; the attempt goes on the record.
+        refusal = await asyncio.to_thread(self.service.refusal, ref, person.id, flow.action)
+        if refusal is not None:
+            await self._private(client, channel, user_id, f"Sorry, you can't do that: {refusal}.")
             return
         runner = FlowRunner(flow.flow, self.conversations.context(person))
         # The stage as the person saw it: two managers escalating at once move it one stage.
