@@ -73,15 +73,21 @@ class SlackBot:
             await self.server.budget.settle()
         return response
 
-    async def command(self, text: str = "", user: str = "", trigger: str = "T1") -> Any:
+    async def command(
+        self, text: str = "", user: str = "", trigger: str = "T1", *, settle: bool = True
+    ) -> Any:
+        """`/escalate text` from `user`, with a response_url the fake Slack records answers on."""
         body = slash_command_body(
             text=text, user_id=user, trigger_id=trigger, response_url=self.api.response_url()
         )
-        return await self.post(body)
+        return await self.post(body, settle=settle)
 
-    async def submit(self, callback_id: str, values: dict[str, Any], **kw: Any) -> Any:
+    async def submit(
+        self, callback_id: str, values: dict[str, Any], *, settle: bool = True, **kw: Any
+    ) -> Any:
         return await self.post(
-            view_submission_body(view_submission_payload(callback_id, values, **kw))
+            view_submission_body(view_submission_payload(callback_id, values, **kw)),
+            settle=settle,
         )
 
     async def click(self, action_id: str, value: str | None, user: str, **kw: Any) -> Any:

@@ -1,8 +1,12 @@
 """Load, bounded: 50 simulated people at once on 127.0.0.1, each opening disputes through the
 /escalate modal, acknowledging the ones raised against them and escalating their own, through
 the Slack HTTP endpoint against the fake Slack Web API. Then every dispute and event is
-checked: none lost, none doubled, every audit chain intact, every request answered inside
-Slack's 3 seconds.
+checked: none lost, none doubled, every audit chain intact, every request answered.
+
+How fast is not asserted here: on a shared machine that is noise, not behaviour. That Slack is
+answered inside its 3 seconds however slow the work is is tested deterministically in
+test_slack.py (a database held up on purpose); the latencies are measured by `make bench`
+(BENCHMARKS.md), and printed here, with those over Slack's limit counted.
 
 About 20 s by default. LOAD_SECONDS=60 runs it for a minute; LOAD_USERS changes the crowd.
 The figures (requests, p50/p99 latency, throughput) are printed: run with `-s` to see them.
@@ -168,7 +172,7 @@ async def drain(bot: SlackBot) -> None:
     raise AssertionError("the outbox did not empty")
 
 
-async def test_fifty_people_at_once_lose_nothing_double_nothing_and_wait_under_3_seconds(
+async def test_fifty_people_at_once_lose_nothing_and_double_nothing(
     tmp_path: Path,
     clock: FakeClock,
     monkeypatch: pytest.MonkeyPatch,
@@ -192,9 +196,8 @@ async def test_fifty_people_at_once_lose_nothing_double_nothing_and_wait_under_3
         wall = time.perf_counter() - started
         await drain(bot)
 
-        # Every request answered, in time.
+        # Every request answered.
         assert set(tally.statuses) == {200}
-        assert tally.slow == [], f"over {SLACK_LIMIT} s: {tally.slow[:5]}"
 
         # None lost, none doubled: one dispute per case, each with its whole story once.
         store = bot.core.store
@@ -227,5 +230,6 @@ async def test_fifty_people_at_once_lose_nothing_double_nothing_and_wait_under_3
             f"\nLOAD {USERS} users, {wall:.1f} s: {len(latencies)} requests, "
             f"{len(tally.cycles)} disputes opened, acknowledged and escalated; "
             f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms, "
-            f"{len(latencies) / wall:.1f} requests/s; {sum(outbox.values())} messages sent"
+            f"{len(latencies) / wall:.1f} requests/s; {sum(outbox.values())} messages sent; "
+            f"{len(tally.slow)} over Slack's {SLACK_LIMIT:.0f} s"
         )

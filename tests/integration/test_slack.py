@@ -4,161 +4,49 @@ Slack Web API on 127.0.0.1 that checks tokens, arguments and Block Kit limits.""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from conftest import EXAMPLE_CONFIG
-from fakes.slack_api import FakeSlackApi
-from fakes.slack_signing import (
-    app_home_opened_body,
-    block_actions_body,
-    block_actions_payload,
-    signed_headers,
-    slash_command_body,
-    view_submission_body,
-    view_submission_payload,
+from fakes.slack_signing import app_home_opened_body, signed_headers, slash_command_body
+from slackbot import (
+    SECRET,
+    STRANGER,
+    SlackBot,
+    day,
+    intake_values,
+    radio,
+    select_,
+    slack_bot,
+    slack_id_of,
+    text,
+    view_of,
 )
 from sqlalchemy import select
 
-from bot.app import Core, build_core
 from bot.clock import FakeClock
-from bot.config import Settings
 from bot.disputes import Dispute
-from bot.web import Server, build_server, make_web_app
 from store.models import OutboxRow
 
-SECRET = "test-signing-secret"
-TOKEN = "xoxb-test"
-AMARA, BEN, DAN, STRANGER = "U0AMARA", "U0BEN", "U0DAN", "U0STRANGER"
-
-
-@dataclass
-class Slack:
-    """The running bot, its fake Slack, and a way to post signed requests."""
-
-    api: FakeSlackApi
-    client: TestClient[Any, Any]
-    core: Core
-    server: Server
-
-    async def post(
-        self, body: bytes, headers: dict[str, str] | None = None, *, settle: bool = True
-    ) -> Any:
-        """Post a request; with `settle`, also wait for the work its listener does after acking."""
-        response = await self.client.post(
-            "/slack/events", data=body, headers=headers or signed_headers(SECRET, body)
-        )
-        if settle:
-            await self.server.budget.settle()
-        return response
-
-    async def command(self, text: str = "", user: str = AMARA, trigger: str = "T1") -> Any:
-        body = slash_command_body(text=text, user_id=user, trigger_id=trigger)
-        return await self.post(body)
-
-    async def submit(
-        self, callback_id: str, values: dict[str, Any], *, settle: bool = True, **kw: Any
-    ) -> Any:
-        return await self.post(
-            view_submission_body(view_submission_payload(callback_id, values, **kw)),
-            settle=settle,
-        )
-
-    async def click(self, action_id: str, value: str, user: str, **kw: Any) -> Any:
-        return await self.post(
-            block_actions_body(block_actions_payload(action_id, value, user_id=user, **kw))
-        )
-
-    async def deliver(self) -> None:
-        """Let the sends the bot started finish, then send anything still queued."""
-        await self.server.settle()
-        assert self.server.dispatcher is not None
-        await self.server.dispatcher.run_once()
-
-    def disputes(self) -> list[Dispute]:
-        with self.core.store.unit() as session:
-            return self.core.store.open_disputes(session, self.core.partnership.id)
-
-
-def radio(value: str) -> dict[str, Any]:
-    return {"value": {"type": "radio_buttons", "selected_option": {"value": value}}}
-
-
-def select_(value: str | None) -> dict[str, Any]:
-    option = {"value": value} if value else None
-    return {"value": {"type": "static_select", "selected_option": option}}
-
-
-def text(value: str) -> dict[str, Any]:
-    return {"value": {"type": "plain_text_input", "value": value}}
-
-
-def day(value: str) -> dict[str, Any]:
-    return {"value": {"type": "datepicker", "selected_date": value}}
-
-
-def intake_values(**overrides: dict[str, Any]) -> dict[str, Any]:
-    values = {
-        "immediate_risk": radio("no"),
-        "scope": select_("disagreement"),
-        "other_agency": select_("rwt"),
-        "other_person": select_("ben.carter"),
-        "category": select_("threshold"),
-        "case_ref": text("CS-204611"),
-        "decision": text("The referral was closed with no further action."),
-        "reasons": text("Missed appointments <!channel> and <@U999> <https://evil.example|click>"),
-        "outcome_sought": text("A strategy discussion."),
-        "disagreement_date": day("2026-11-26"),
-    }
-    values.update(overrides)
-    return values
+AMARA, BEN, DAN = (slack_id_of(p) for p in ("amara.okafor", "ben.carter", "dan.fielding"))
+OLIVIA = slack_id_of("olivia.brandt")
+# What Amara types as her reasons: Slack markup that must come back as plain text.
+HOSTILE_REASONS = text("Missed appointments <!channel> and <@U999> <https://evil.example|click>")
 
 
 @pytest.fixture
 async def slack(
     tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Slack]:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    shutil.copytree(EXAMPLE_CONFIG.parent, tmp_path / "cfg")
-    config = tmp_path / "cfg" / "partnership.yaml"
-    config.write_text(
-        config.read_text()
-        .replace("disputes: {slack: null", "disputes: {slack: C0DISPUTES")
-        .replace("oversight: {slack: null", "oversight: {slack: C0OVERSIGHT")
-    )
-    async with FakeSlackApi(token=TOKEN) as api:
-        api.add_user(AMARA, "amara.okafor@example.org", "Amara Okafor")
-        api.add_user(BEN, "ben.carter@example.org", "Ben Carter")
-        api.add_user(DAN, "dan.fielding@example.org", "Dan Fielding")
-        api.add_user(STRANGER, "someone@elsewhere.example", "Sam Stranger")
-        for person in ("tom.hadley", "rosa.delgado", "olivia.brandt", "chloe.evans"):
-            api.add_user(f"U0{person.split('.')[0].upper()}", f"{person}@example.org", person)
-        settings = Settings(
-            database_url=f"sqlite:///{tmp_path}/slack.db",
-            escalation_config=str(config),
-            slack_bot_token=TOKEN,
-            slack_signing_secret=SECRET,
-            slack_api_url=api.base_url,
-        )
-        core = build_core(settings, clock=clock)
-        server = build_server(core, tick=False)
-        test_server = TestServer(make_web_app(server), host="127.0.0.1")
-        async with TestClient(test_server) as client:
-            yield Slack(api, client, core, server)
-        core.store.dispose()
-        assert api.violations == [], api.violations
+) -> AsyncIterator[SlackBot]:
+    async with slack_bot(tmp_path, clock, monkeypatch) as running:
+        yield running
 
 
-async def test_forged_signature_is_refused_and_stores_nothing(slack: Slack) -> None:
+async def test_forged_signature_is_refused_and_stores_nothing(slack: SlackBot) -> None:
     body = slash_command_body(text="", user_id=AMARA)
     headers = signed_headers("not-the-secret", body)
     response = await slack.post(body, headers)
@@ -168,14 +56,14 @@ async def test_forged_signature_is_refused_and_stores_nothing(slack: Slack) -> N
         assert session.execute(select(OutboxRow)).first() is None
 
 
-async def test_a_stale_timestamp_is_refused(slack: Slack) -> None:
+async def test_a_stale_timestamp_is_refused(slack: SlackBot) -> None:
     body = slash_command_body(text="help", user_id=AMARA)
     response = await slack.post(body, signed_headers(SECRET, body, int(time.time()) - 600))
     assert response.status == 401
 
 
-async def test_help_and_list_answer_privately(slack: Slack) -> None:
-    response = await slack.command("help")
+async def test_help_and_list_answer_privately(slack: SlackBot) -> None:
+    response = await slack.command("help", user=AMARA)
     assert response.status == 200
     payload = await response.json()
     assert payload["response_type"] == "ephemeral"
@@ -184,11 +72,11 @@ async def test_help_and_list_answer_privately(slack: Slack) -> None:
     assert "not in the partnership directory" in stranger["text"]
 
 
-async def test_escalate_opens_the_intake_modal(slack: Slack) -> None:
-    response = await slack.command("")
+async def test_escalate_opens_the_intake_modal(slack: SlackBot) -> None:
+    response = await slack.command("", user=AMARA)
     assert response.status == 200
     (opened,) = slack.api.calls_to("views.open")
-    view = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
+    view = view_of(opened)
     assert view["callback_id"] == "intake"
     ids = [b.get("block_id") for b in view["blocks"]]
     assert ids[:3] == [None, "immediate_risk", "scope"]
@@ -197,8 +85,8 @@ async def test_escalate_opens_the_intake_modal(slack: Slack) -> None:
     assert slack.core.service.identify(slack_id=AMARA) is not None
 
 
-async def test_immediate_risk_updates_the_modal_and_pings_the_lead_at_once(slack: Slack) -> None:
-    await slack.command("")
+async def test_immediate_risk_updates_the_modal_and_pings_the_lead_at_once(slack: SlackBot) -> None:
+    await slack.command("", user=AMARA)
     (opened,) = slack.api.views
     view = {
         "id": opened.id,
@@ -215,10 +103,10 @@ async def test_immediate_risk_updates_the_modal_and_pings_the_lead_at_once(slack
     assert json.loads(json.loads(shown)["private_metadata"])["risk_alerted"] is True
     await slack.deliver()
     urgent = [m for m in slack.api.messages if "URGENT" in m.text]
-    assert [m.channel for m in urgent] == ["D" + "U0OLIVIA"]
+    assert [m.channel for m in urgent] == ["D" + OLIVIA]
 
 
-async def test_invalid_answers_come_back_inline_and_nothing_is_created(slack: Slack) -> None:
+async def test_invalid_answers_come_back_inline_and_nothing_is_created(slack: SlackBot) -> None:
     values = intake_values(
         disagreement_date=day("2030-01-01"),
         reasons=text("x" * 50_000),
@@ -234,7 +122,7 @@ async def test_invalid_answers_come_back_inline_and_nothing_is_created(slack: Sl
     assert slack.disputes() == []
 
 
-async def test_out_of_scope_says_which_procedure_applies(slack: Slack) -> None:
+async def test_out_of_scope_says_which_procedure_applies(slack: SlackBot) -> None:
     values = intake_values(scope=select_("complaint"))
     payload = await (await slack.submit("intake", values, user_id=AMARA, view_id="V2")).json()
     assert payload["response_action"] == "errors"
@@ -242,8 +130,10 @@ async def test_out_of_scope_says_which_procedure_applies(slack: Slack) -> None:
     assert slack.disputes() == []
 
 
-async def log_dispute(slack: Slack) -> Dispute:
-    response = await slack.submit("intake", intake_values(), user_id=AMARA, view_id="V9")
+async def log_dispute(slack: SlackBot) -> Dispute:
+    response = await slack.submit(
+        "intake", intake_values(reasons=HOSTILE_REASONS), user_id=AMARA, view_id="V9"
+    )
     assert response.status == 200
     assert await response.text() == "", await response.text()
     (dispute,) = slack.disputes()
@@ -251,10 +141,14 @@ async def log_dispute(slack: Slack) -> Dispute:
     return dispute
 
 
-async def test_submission_logs_once_posts_the_thread_and_pings_with_buttons(slack: Slack) -> None:
+async def test_submission_logs_once_posts_the_thread_and_pings_with_buttons(
+    slack: SlackBot,
+) -> None:
     dispute = await log_dispute(slack)
     # The same modal submitted again (a double click, a retry) logs nothing more.
-    again = await slack.submit("intake", intake_values(), user_id=AMARA, view_id="V9")
+    again = await slack.submit(
+        "intake", intake_values(reasons=HOSTILE_REASONS), user_id=AMARA, view_id="V9"
+    )
     assert again.status == 200
     assert len(slack.disputes()) == 1
 
@@ -276,7 +170,7 @@ async def test_submission_logs_once_posts_the_thread_and_pings_with_buttons(slac
     assert slack.api.messages_in("D" + AMARA), "the raiser gets the reference and deadlines"
 
 
-async def test_acknowledge_button_acts_once_and_shows_who_acted(slack: Slack) -> None:
+async def test_acknowledge_button_acts_once_and_shows_who_acted(slack: SlackBot) -> None:
     dispute = await log_dispute(slack)
     (to_ben,) = slack.api.messages_in("D" + BEN)
     message = {"type": "message", "ts": to_ben.ts, "text": to_ben.text, "blocks": to_ben.blocks}
@@ -298,7 +192,7 @@ async def test_acknowledge_button_acts_once_and_shows_who_acted(slack: Slack) ->
     assert len(roots) == 1 and roots[0].updates
 
 
-async def test_someone_not_allowed_gets_a_private_explanation(slack: Slack) -> None:
+async def test_someone_not_allowed_gets_a_private_explanation(slack: SlackBot) -> None:
     dispute = await log_dispute(slack)
     await slack.click("acknowledge", dispute.ref, DAN, channel_id="D" + DAN)
     (refusal,) = slack.api.ephemerals
@@ -308,14 +202,14 @@ async def test_someone_not_allowed_gets_a_private_explanation(slack: Slack) -> N
     assert "Acknowledged" not in [e.type for e in events]
 
 
-async def test_a_button_with_questions_opens_its_modal_then_acts(slack: Slack) -> None:
+async def test_a_button_with_questions_opens_its_modal_then_acts(slack: SlackBot) -> None:
     dispute = await log_dispute(slack)
     (to_ben,) = slack.api.messages_in("D" + BEN)
     await slack.click(
         "add_note", dispute.ref, BEN, channel_id="D" + BEN, message_ts=to_ben.ts, trigger_id="T7"
     )
     (opened,) = slack.api.calls_to("views.open")
-    view = opened["view"] if isinstance(opened["view"], dict) else json.loads(opened["view"])
+    view = view_of(opened)
     assert view["callback_id"] == "action:add_note"
     metadata = view["private_metadata"]
     values = {"text": text("Spoke with Amara; agreed to review the health records.")}
@@ -328,7 +222,7 @@ async def test_a_button_with_questions_opens_its_modal_then_acts(slack: Slack) -
     assert "NoteAdded" in [e.type for e in events]
 
 
-async def test_app_home_lists_my_open_disputes_and_retries_are_dropped(slack: Slack) -> None:
+async def test_app_home_lists_my_open_disputes_and_retries_are_dropped(slack: SlackBot) -> None:
     dispute = await log_dispute(slack)
     body = app_home_opened_body(BEN)
     assert (await slack.post(body)).status == 200
@@ -340,7 +234,7 @@ async def test_app_home_lists_my_open_disputes_and_retries_are_dropped(slack: Sl
     assert len(slack.api.calls_to("views.publish")) == 1
 
 
-async def test_a_rate_limit_is_honoured_by_the_outbox(slack: Slack, clock: FakeClock) -> None:
+async def test_a_rate_limit_is_honoured_by_the_outbox(slack: SlackBot, clock: FakeClock) -> None:
     slack.api.fail_next("chat.postMessage", "ratelimited", retry_after=45, times=3)
     await slack.submit("intake", intake_values(), user_id=AMARA, view_id="V30")
     await slack.deliver()
@@ -363,7 +257,7 @@ async def test_a_rate_limit_is_honoured_by_the_outbox(slack: Slack, clock: FakeC
 
 
 async def test_slack_is_answered_in_time_even_when_the_database_is_slow(
-    slack: Slack, monkeypatch: pytest.MonkeyPatch
+    slack: SlackBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The database hangs while the dispute is logged: Slack still gets its answer (the modal
     # closes), and the dispute is logged once the database is back.
@@ -388,7 +282,7 @@ async def test_slack_is_answered_in_time_even_when_the_database_is_slow(
 
 
 async def test_a_slow_command_answers_through_the_response_url(
-    slack: Slack, monkeypatch: pytest.MonkeyPatch
+    slack: SlackBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     slack.server.budget.seconds = 0.2
     release = threading.Event()
@@ -399,8 +293,7 @@ async def test_a_slow_command_answers_through_the_response_url(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(slack.core.conversations, "command", slow)
-    body = slash_command_body(text="timeline", user_id=AMARA, response_url=slack.api.response_url())
-    response = await slack.post(body, settle=False)
+    response = await slack.command("timeline", user=AMARA, settle=False)
     assert response.status == 200
     assert slack.api.responses == []
     release.set()
@@ -409,7 +302,7 @@ async def test_a_slow_command_answers_through_the_response_url(
     assert late["response_type"] == "ephemeral" and "Wolverhampton" in late["text"]
 
 
-async def test_someone_not_in_the_directory_is_guided_through_the_intake(slack: Slack) -> None:
+async def test_someone_not_in_the_directory_is_guided_through_the_intake(slack: SlackBot) -> None:
     await slack.command("", user=STRANGER)
     (opened,) = slack.api.views
     ids = [b.get("block_id") for b in opened.view["blocks"]]
@@ -428,11 +321,11 @@ async def test_someone_not_in_the_directory_is_guided_through_the_intake(slack: 
 
 
 async def test_digest_on_demand_shows_only_references_and_deadlines(
-    slack: Slack, clock: FakeClock
+    slack: SlackBot, clock: FakeClock
 ) -> None:
     dispute = await log_dispute(slack)
     clock.advance(timedelta(days=4))  # Mon 30 Nov: due tomorrow, so in the digest
-    payload = await (await slack.command("digest")).json()
+    payload = await (await slack.command("digest", user=AMARA)).json()
     shown = json.dumps(payload)
     assert payload["response_type"] == "ephemeral"
     assert dispute.ref in shown and "CS-204611" not in shown
