@@ -375,6 +375,44 @@ class Store:
             from_data(r.state, self.policy(session, r.policy_fingerprint), r.version) for r in rows
         ]
 
+    def open_disputes_due_by(
+        self, session: Session, partnership_id: str, due_by: datetime
+    ) -> tuple[list[Dispute], int]:
+        """The open disputes of a partnership whose soonest deadline is at or before `due_by`,
+        soonest first (those due at the same moment in the order they were opened), and how
+        many disputes of the partnership are open in all: what the digest needs.
+
+        `next_due_at` is saved with the state (an open dispute's `next_due`, NULL once closed),
+        so only the disputes due by then are read and rebuilt, through its index; the rest are
+        only counted. The partnership and status are checked here, not in the query: given an
+        equality on `partnership_id`, SQLite chose that index (every dispute of the
+        partnership) over the range on `next_due_at`.
+        """
+        open_statuses = [s.value for s in OPEN_STATUSES]
+        rows = session.execute(
+            select(
+                DisputeRow.partnership_id,
+                DisputeRow.status,
+                DisputeRow.state,
+                DisputeRow.policy_fingerprint,
+                DisputeRow.version,
+            )
+            .where(DisputeRow.next_due_at.is_not(None), DisputeRow.next_due_at <= due_by)
+            .order_by(DisputeRow.next_due_at, DisputeRow.id)
+        ).all()
+        near = [
+            from_data(r.state, self.policy(session, r.policy_fingerprint), r.version)
+            for r in rows
+            if r.partnership_id == partnership_id and r.status in open_statuses
+        ]
+        total = session.execute(
+            select(func.count(DisputeRow.id)).where(
+                DisputeRow.partnership_id == partnership_id,
+                DisputeRow.status.in_(open_statuses),
+            )
+        ).scalar_one()
+        return near, int(total)
+
     def has_run(self, session: Session, key: str) -> bool:
         """Whether a once-only run has been claimed."""
         return session.get(ScheduledRunRow, key) is not None

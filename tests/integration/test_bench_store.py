@@ -30,16 +30,21 @@ def test_the_tick_benchmark_fires_what_is_due_at_every_size(pg_server: PostgresS
             assert section.data[f"{backend}.{size}.after"] > 0
             assert section.data[f"{backend}.{size}.fired"] >= 20  # 10 due, two ticks
     assert len(section.rows) == 4 and len(section.verdicts) == 4
+    assert "left to" not in section.markdown()
 
 
 @pytest.mark.postgres
 def test_the_digest_benchmark_lists_the_disputes_near_breach(pg_server: PostgresServer) -> None:
+    # It also checks that the digest says what it said when built from every open dispute.
     section = benchmark("bench_digest").run(tiny=True, pg=pg_server)
     for backend in ("sqlite", "postgresql"):
-        for size in (50, 100):
+        for size in (50, 100, 200):
             assert section.data[f"{backend}.{size}.digest"] > 0
-            assert section.data[f"{backend}.{size}.raw"] > 0
-    assert len(section.rows) == 4
+            assert section.data[f"{backend}.{size}.count"] > 0
+        for size in (50, 100):
+            assert section.data[f"{backend}.{size}.rebuild"] > 0
+    assert len(section.rows) == 6
+    assert "left to" not in section.markdown()
 
 
 @pytest.mark.postgres
@@ -49,6 +54,7 @@ def test_the_outbox_benchmark_sends_everything_once(pg_server: PostgresServer) -
     keys |= {"postgresql.dispatcher.1", "postgresql.dispatcher.2"}
     assert set(section.data) == keys
     assert all(rate > 0 for rate in section.data.values())
+    assert "left to" not in section.markdown()
 
 
 def test_the_memory_benchmark_reports_a_peak_for_each_process() -> None:
@@ -57,6 +63,9 @@ def test_the_memory_benchmark_reports_a_peak_for_each_process() -> None:
         assert 20 < section.data[f"{moment}.baseline_mib"] < 4096
         assert 20 < section.data[f"{moment}.peak_mib"] < 4096
     assert section.data["before.fired"] >= 5
+    # After the digest time the first tick builds and sends the day's digest, once.
+    assert section.data["before.digests"] == 0 and section.data["after.digests"] == 1
+    assert section.data["after.listed"] >= 5
 
 
 def test_make_bench_writes_the_file_with_the_machine_and_each_section(tmp_path: Path) -> None:
