@@ -45,9 +45,13 @@ def measure(
     core = lib.make_core(url, clock)
     store = core.store
     # The count the digest makes (`Store.open_disputes_due_by`), timed on its own.
-    count_open = select(func.count(DisputeRow.id)).where(
-        DisputeRow.partnership_id == core.partnership.id,
-        DisputeRow.status.in_([s.value for s in OPEN_STATUSES]),
+    count_open = (  # the digest's own count (Store.open_disputes_due_by), timed on its own
+        select(func.count())
+        .select_from(DisputeRow)
+        .where(
+            DisputeRow.partnership_id == core.partnership.id,
+            DisputeRow.status.in_([s.value for s in OPEN_STATUSES]),
+        )
     )
     try:
         near_template = lib.open_template(core, clock, lib.OPENED)
@@ -62,6 +66,13 @@ def measure(
             far += lib.copy_dispute(
                 store, far_template, prefix, size - near - far, wake_at=lib.FAR_FUTURE
             )
+            if store.engine.dialect.name == "postgresql":
+                # As autovacuum leaves a table in service: its visibility map up to date, so
+                # the count can be read from the index alone, as it would be in production.
+                with store.engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                ) as connection:
+                    connection.exec_driver_sql("VACUUM ANALYZE disputes")
             seeding = timer.perf_counter() - started
             if lib.count_open(store) != size:
                 raise RuntimeError(f"the database has {lib.count_open(store)} open, not {size}")
@@ -198,10 +209,10 @@ def run(*, tiny: bool = False, pg: object | None = None) -> lib.Section:
         shape += ": it stays flat as the partnership grows."
     else:
         shape += (
-            f". What grows is the count, {each(counted, '{:,.1f} ms')} at {sizes[-1]:,}: no "
-            "index covers a dispute's partnership and status together, so it reads every one "
-            "of the partnership's disputes; an index on (`partnership_id`, `status`), a "
-            "migration, would let the database count from the index alone. "
+            f". What grows is the count, {each(counted, '{:,.1f} ms')} at {sizes[-1]:,}: "
+            "read from the (`partnership_id`, `status`) index alone (migration 0003), but "
+            "still one entry per open dispute; only a running total kept beside the disputes "
+            "would make it flat, for a digest built once a day. "
         )
         if max(rest.values()) <= 1.5:
             shape += f"Without the count the digest stays flat: {each(rest)}."
