@@ -38,7 +38,8 @@ def build_digest(
         step = _soonest(dispute)
         if step is not None and step.due_at <= due_by:
             watched.append((dispute, step))
-    watched.sort(key=lambda pair: pair[1].due_at)
+    # Ties in the order opened, whatever order the disputes were read in.
+    watched.sort(key=lambda pair: (pair[1].due_at, pair[0].opened_at, pair[0].ref))
     breached = sum(1 for _, step in watched if step.due_at <= now)
     due_soon = len(watched) - breached
     local = calendar.local(now)
