@@ -12,6 +12,7 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 from test_teams import (  # the harness, and its fixtures
     AMARA,
@@ -25,7 +26,7 @@ from test_teams import (  # the harness, and its fixtures
 from test_who_may_act import BUTTONS, diff, expected, open_scenario, people, state
 
 from bot.disputes import Action
-from store.models import DisputeRow, EventRow, OutboxRow
+from store.models import ConversationRefRow, DisputeRow, EventRow, OutboxRow
 
 __all__ = ["no_outside_calls", "teams"]  # fixtures, used by name
 LEAKS = ("Traceback", 'File "', ".py", "Exception")
@@ -95,6 +96,47 @@ async def test_malformed_signed_activities_get_a_4xx_or_a_polite_answer_and_chan
     # Still serving.
     assert (await teams.client.get("/healthz")).status == 200
     await teams.say(AMARA, "help")
+
+
+@pytest.mark.parametrize("service_url", ["missing", None, "", "   ", "smba.example/uk"])
+async def test_a_signed_activity_with_no_service_url_is_refused_before_anything_is_sent(
+    teams: Teams, no_outside_calls: list[str], service_url: str | None
+) -> None:
+    # Without one, botbuilder would answer at its default, api.botframework.com.
+    body = activity(AMARA, teams.fake.service_url, text="escalate help")
+    if service_url == "missing":
+        del body["serviceUrl"]
+    else:
+        body["serviceUrl"] = service_url
+    before = footprint(teams)
+    response = await teams.post(body)
+    await teams.deliver()
+    assert response.status == 400
+    assert "serviceUrl" in await response.text()
+    assert teams.fake.sent() == [] and teams.fake.requests == []
+    assert no_outside_calls == []
+    assert footprint(teams) == before
+
+
+@pytest.mark.parametrize("sender", ["missing", None, {}, {"name": "Amara Okafor"}, {"id": ""}])
+async def test_an_activity_from_nobody_is_refused_with_the_reason(
+    teams: Teams, sender: Any
+) -> None:
+    body = activity(AMARA, teams.fake.service_url, text="escalate help")
+    if sender == "missing":
+        del body["from"]
+    else:
+        body["from"] = sender
+    response = await teams.post(body)
+    await teams.deliver()
+    assert response.status == 400
+    assert "from" in await response.text()
+    assert teams.fake.sent() == []
+    with teams.core.store.unit() as session:
+        assert session.execute(select(func.count()).select_from(ConversationRefRow)).scalar() == 0
+    # A proper activity from the same chat is answered as ever.
+    await teams.say(AMARA, "escalate help")
+    assert len(teams.fake.sent()) == 1
 
 
 async def test_buttons_and_forms_of_older_cards_are_answered_politely(teams: Teams) -> None:

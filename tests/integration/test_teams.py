@@ -29,7 +29,7 @@ from fakes.bot_connector import BotConnectorRecord, FakeBotConnector
 from fakes.slack_api import FakeSlackApi
 from fakes.slack_signing import signed_headers, view_submission_body, view_submission_payload
 from msrest.authentication import Authentication
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.adapters.teams.reach import still_to_open
 from bot.app import Core, build_core
@@ -406,6 +406,67 @@ async def test_every_turn_stores_where_the_person_and_channel_can_be_reached(tea
     # help answers in a card, in the conversation asked.
     (answer,) = teams.chat(AMARA)
     assert "escalate list" in answer.shown
+
+
+def stored(teams: Teams, key: str) -> ConversationRefRow:
+    with teams.core.store.unit() as session:
+        row = session.execute(
+            select(ConversationRefRow).where(ConversationRefRow.key == key)
+        ).scalar_one()
+        session.expunge(row)
+        return row
+
+
+async def test_an_unchanged_reference_is_not_written_again_until_an_hour_has_passed(
+    teams: Teams, clock: FakeClock
+) -> None:
+    await teams.say(AMARA, "help")
+    first = stored(teams, f"user:{AMARA.aad}")
+    clock.advance(timedelta(minutes=50))
+    await teams.say(AMARA, "help")
+    assert stored(teams, f"user:{AMARA.aad}").updated_at == first.updated_at
+    clock.advance(timedelta(minutes=20))
+    await teams.say(AMARA, "help")
+    assert stored(teams, f"user:{AMARA.aad}").updated_at > first.updated_at
+    assert len(teams.chat(AMARA)) == 3  # every turn was answered all the same
+
+
+async def test_a_changed_reference_is_written_at_once(teams: Teams, clock: FakeClock) -> None:
+    await teams.say(AMARA, "help")
+    clock.advance(timedelta(minutes=1))
+    await teams.say(AMARA, "help", conversation="a:personal-29:amara-on-her-phone")
+    row = stored(teams, f"user:{AMARA.aad}")
+    assert row.reference["conversation"]["id"] == "a:personal-29:amara-on-her-phone"
+    assert row.person_id == "amara.okafor"
+    # Met again in a channel, in another thread: the member reference follows her there.
+    await teams.say(AMARA, "<at>Escalation bot</at> help", channel=DISPUTES)
+    await teams.say(AMARA, "<at>Escalation bot</at> help", channel=DISPUTES)
+    threads = [
+        r.conversation_id for r in teams.fake.posts() if r.conversation_id.startswith(DISPUTES)
+    ]
+    assert stored(teams, f"member:{AMARA.aad}").reference["conversation"]["id"] == threads[-1]
+
+
+async def test_whoever_the_outbox_could_not_reach_is_looked_for_again_and_found_once_met(
+    teams_ben_unmet: Teams,
+) -> None:
+    teams = teams_ben_unmet
+    platform = next(p for p in teams.server.platforms if p.name == "teams")
+    to_ben = Message(Recipient.person("ben.carter"), "For Ben")
+    assert platform.can_reach(to_ben) is False
+    assert platform.can_reach(to_ben) is False
+    await teams.say(BEN, "hello")
+    assert platform.can_reach(to_ben) is True
+    # Once found, never lost (references are never deleted): the store is not read again.
+    statements: list[str] = []
+    engine = teams.core.store.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert platform.can_reach(to_ben) is True
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert statements == []
 
 
 async def test_a_personal_install_is_welcomed_and_remembered(teams: Teams) -> None:

@@ -2,19 +2,24 @@
 
 Bot Framework's CloudAdapter behind `POST /api/messages`. The handler only translates an
 activity into the neutral conversations (bot/conversation.py) and renders the answer as a
-card; the conversation reference of every person and channel is saved on every turn, so the
-outbox can reach them later. Forms and buttons use Action.Submit, which arrives as a message
-activity carrying `value`; the card the person pressed is then updated in place. There is one
-`on_error` for every turn. May import botbuilder, aiohttp, the conversations and the store.
+card; the conversation reference of every person and channel is checked on every turn and saved
+when it changed, so the outbox can reach them later. Forms and buttons use Action.Submit, which
+arrives as a message activity carrying `value`; the card the person pressed is then updated in
+place. Database work runs in worker threads (`asyncio.to_thread`), never on the event loop.
+There is one `on_error` for every turn. May import botbuilder, aiohttp, the conversations and
+the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,7 +48,7 @@ from bot.adapters.teams.platform import (
 from bot.adapters.teams.reach import waiting_for
 from bot.app import Core
 from bot.config import Settings
-from bot.conversation import Conversations
+from bot.conversation import Conversations, Reply
 from bot.directory import Person
 from bot.flows.actions import FROM_STAGE
 from bot.flows.engine import FlowRunner, Notice
@@ -74,6 +79,19 @@ DONE = {
 }
 _MENTION = re.compile(r"<at\b[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 _WHO = "escalation-bot.who"
+# A reference seen again unchanged is not written again for this long (its `updated_at` then
+# says when it was last seen, to within this); a changed one is written at once.
+REFERENCE_REFRESH = timedelta(hours=1)
+_REMEMBERED_LIMIT = 50_000  # references kept in memory before the memory is emptied
+
+
+@dataclass(frozen=True)
+class _Saved:
+    """A conversation reference this process saved, and when."""
+
+    reference: dict[str, Any]
+    person_id: str | None
+    at: datetime
 
 
 class TeamsBot(ActivityHandler):
@@ -86,6 +104,10 @@ class TeamsBot(ActivityHandler):
         self.service = conversations.service
         self.platform = platform
         self.kick = kick
+        # Key -> the reference last saved for it by this process: a turn whose reference is
+        # unchanged writes nothing (a write per turn made concurrent turns queue for SQLite's
+        # one writer). Only a shortcut: the database stays the truth.
+        self._saved: dict[str, _Saved] = {}
 
     # ---- every turn ---------------------------------------------------------------------
 
@@ -95,7 +117,7 @@ class TeamsBot(ActivityHandler):
         sender = activity.from_property
         if sender is not None and sender.id != getattr(activity.recipient, "id", None):
             person, _ = await self.who(turn_context)
-            self.remember(turn_context, person)
+            await self.remember(turn_context, person)
         await super().on_turn(turn_context)
 
     async def who(self, turn: TurnContext) -> tuple[Person | None, str]:
@@ -106,6 +128,7 @@ class TeamsBot(ActivityHandler):
         sender = turn.activity.from_property
         aad = getattr(sender, "aad_object_id", None)
         name = getattr(sender, "name", None) or "you"
+        # A dictionary lookup: the directory is held in memory (read from the store once).
         person = self.service.identify(teams_id=aad) if aad else None
         if person is None and aad:
             person = await self._by_email(turn, aad)
@@ -121,7 +144,13 @@ class TeamsBot(ActivityHandler):
             log.info("Teams member lookup failed", extra={"error": exc.__class__.__name__})
             return None
         email = getattr(member, "email", None) or getattr(member, "user_principal_name", None)
-        person = self.service.identify(email=email.lower()) if email else None
+        if not email:
+            return None
+        return await asyncio.to_thread(self._remember_teams_id, email.lower(), aad)
+
+    def _remember_teams_id(self, email: str, aad: str) -> Person | None:
+        """Keep a Teams id found by email, so it is looked up once only."""
+        person = self.service.identify(email=email)
         if person is None:
             return None
         self.service.remember_person(
@@ -129,53 +158,75 @@ class TeamsBot(ActivityHandler):
         )
         return self.service.identify(teams_id=aad)
 
-    def remember(self, turn: TurnContext, person: Person | None) -> None:
+    async def remember(self, turn: TurnContext, person: Person | None) -> None:
         """Save where this person (and this channel) can be reached, for messages later."""
         activity = turn.activity
         reference = from_reference(TurnContext.get_conversation_reference(activity))
         sender = activity.from_property
         aad = getattr(sender, "aad_object_id", None) or sender.id
         person_id = person.id if person else None
+        # The sender's key (a personal chat, or met in a team), then the channel's if any;
+        # only the sender's carries a person, and its first save releases what waited for them.
+        wanted: list[tuple[str, dict[str, Any], str | None]] = [
+            (user_key(aad) if _is_personal(activity) else member_key(aad), reference, person_id)
+        ]
+        channel = None if _is_personal(activity) else _channel_id(activity)
+        if channel is not None:
+            conversation = dict(reference.get("conversation") or {})
+            conversation["id"] = channel
+            wanted.append(
+                (
+                    channel_key(channel),
+                    {**reference, "conversation": conversation, "user": None},
+                    None,
+                )
+            )
         now = self.service.clock.now()
-        released = 0
-        with self.service.store.unit() as session:
-            if _is_personal(activity):
-                first = refs.save_reference(
-                    session,
-                    platform=PLATFORM,
-                    key=user_key(aad),
-                    reference=reference,
-                    person_id=person_id,
-                    now=now,
-                )
-                if first and person_id:
-                    # Messages set aside because the bot could not reach them yet: send now.
-                    released = refs.release_unreachable(session, person_id, now=now)
-            else:
-                first = refs.save_reference(
-                    session,
-                    platform=PLATFORM,
-                    key=member_key(aad),
-                    reference=reference,
-                    person_id=person_id,
-                    now=now,
-                )
-                if first and person_id:
-                    # Met in a team: the bot may now open a personal chat with them.
-                    released = refs.release_unreachable(session, person_id, now=now)
-                channel = _channel_id(activity)
-                if channel is not None:
-                    conversation = dict(reference.get("conversation") or {})
-                    conversation["id"] = channel
-                    refs.save_reference(
-                        session,
-                        platform=PLATFORM,
-                        key=channel_key(channel),
-                        reference={**reference, "conversation": conversation, "user": None},
-                        now=now,
-                    )
+        changed = [w for w in wanted if not self._unchanged(*w, now=now)]
+        if not changed:
+            return
+        released = await asyncio.to_thread(self._save_references, changed, now)
+        if len(self._saved) >= _REMEMBERED_LIMIT:
+            self._saved.clear()
+        for key, data, pid in changed:
+            before = self._saved.get(key)
+            kept = pid if pid is not None else (before.person_id if before else None)
+            self._saved[key] = _Saved(data, kept, now)
         if released:
             self.kick()
+
+    def _unchanged(
+        self, key: str, reference: dict[str, Any], person_id: str | None, *, now: datetime
+    ) -> bool:
+        """True if this process saved this very reference (and person) for `key` lately."""
+        saved = self._saved.get(key)
+        return (
+            saved is not None
+            and saved.reference == reference
+            and (person_id is None or person_id == saved.person_id)
+            and timedelta(0) <= now - saved.at < REFERENCE_REFRESH
+        )
+
+    def _save_references(
+        self, wanted: list[tuple[str, dict[str, Any], str | None]], now: datetime
+    ) -> int:
+        """Save each (key, reference, person id); how many waiting messages were released."""
+        released = 0
+        with self.service.store.unit() as session:
+            for key, reference, person_id in wanted:
+                first = refs.save_reference(
+                    session,
+                    platform=PLATFORM,
+                    key=key,
+                    reference=reference,
+                    person_id=person_id,
+                    now=now,
+                )
+                if first and person_id:
+                    # Messages set aside because the bot could not reach them yet (in a
+                    # personal chat, or met in a team, where it may open one): send now.
+                    released += refs.release_unreachable(session, person_id, now=now)
+        return released
 
     async def on_error(self, turn: TurnContext, error: Exception) -> None:
         """The one error handler: log it, and say sorry to the person."""
@@ -232,7 +283,9 @@ class TeamsBot(ActivityHandler):
         if words == [] or [w.lower() for w in words] == ["new"]:
             await self.start_intake(turn, person, name)
             return
-        reply = self.conversations.command("escalate " + " ".join(words), person)
+        reply = await asyncio.to_thread(
+            self.conversations.command, "escalate " + " ".join(words), person
+        )
         if reply is None:
             await self.start_intake(turn, person, name)
             return
@@ -275,7 +328,9 @@ class TeamsBot(ActivityHandler):
 
     async def start_intake(self, turn: TurnContext, person: Person | None, name: str) -> None:
         """Send the intake form: here in a personal chat, privately when asked in a channel."""
-        runner = self.conversations.resume(self._user_key(turn), person, display_name=name)
+        runner = await asyncio.to_thread(
+            self.conversations.resume, self._user_key(turn), person, display_name=name
+        )
         card = self.intake_card(runner, risk_alerted=bool(runner.state.context.get("risk_alerted")))
         if _is_personal(turn.activity):
             await self.reply(turn, card, INTAKE_TITLE)
@@ -292,12 +347,14 @@ class TeamsBot(ActivityHandler):
         """The intake form was sent: errors back on the card, or the dispute is logged."""
         person, name = await self.who(turn)
         user_key = self._user_key(turn)
-        runner = self.conversations.resume(user_key, person, display_name=name, fresh=True)
+        runner = await asyncio.to_thread(
+            self.conversations.resume, user_key, person, display_name=name, fresh=True
+        )
         already_alerted = bool(value.get("risk_alerted"))
         runner.state.context["risk_alerted"] = already_alerted
         raw = cards.form_values(value)
         errors, notices = runner.answer_all({**raw, "confirm": "yes"})
-        self.conversations.on_notices(user_key, runner, notices)
+        await asyncio.to_thread(self.conversations.on_notices, user_key, runner, notices)
         alerted = bool(runner.state.context.get("risk_alerted"))
         if alerted and not already_alerted:
             self.kick()
@@ -309,7 +366,7 @@ class TeamsBot(ActivityHandler):
             errors = {**errors, "scope": stop}
         new = _new_questions(runner, value)
         if errors or new:
-            self.conversations.save(user_key, runner)
+            await asyncio.to_thread(self.conversations.save, user_key, runner)
             await self.update_card(
                 turn,
                 self.intake_card(
@@ -322,11 +379,14 @@ class TeamsBot(ActivityHandler):
                 INTAKE_TITLE,
             )
             return
-        if not self.service.claim_once(_submission_key(turn, value)):
+        if not await asyncio.to_thread(self.service.claim_once, _submission_key(turn, value)):
             return  # the same form sent twice (a double click, a retry): logged the first time
         aad = getattr(turn.activity.from_property, "aad_object_id", None)
-        outcome = self.conversations.finish_intake(
-            user_key, runner, platform_ids={"teams_id": aad} if person is None and aad else None
+        outcome = await asyncio.to_thread(
+            self.conversations.finish_intake,
+            user_key,
+            runner,
+            platform_ids={"teams_id": aad} if person is None and aad else None,
         )
         if not outcome.ok:
             first = next(iter(value.get("shown") or ["scope"]))
@@ -384,7 +444,7 @@ class TeamsBot(ActivityHandler):
             )
             return
         if button == ActionId.VIEW_DETAILS:
-            reply = self.conversations.status_reply(ref, person)
+            reply = await asyncio.to_thread(self.conversations.status_reply, ref, person)
             if not reply.ok:
                 await self.private_text(turn, person, reply.text)
                 return
@@ -400,7 +460,7 @@ class TeamsBot(ActivityHandler):
             )
             return
         flow = self.conversations.action_flow(button)
-        seen = self.service.view(ref, person.id)
+        seen = await asyncio.to_thread(self.service.view, ref, person.id)
         if not seen.ok or seen.dispute is None:
             await self.private_text(turn, person, seen.text)
             return
@@ -409,13 +469,15 @@ class TeamsBot(ActivityHandler):
             await self.private_text(turn, person, f"Sorry, you can't do that: {refusal}.")
             return
         if not flow.flow.questions:
-            outcome = self.conversations.run_action(ref, person, button, {})
-            if not outcome.changed:
+            outcome, status = await asyncio.to_thread(
+                self._act, ref, person, button, {}, status_if=lambda o: o.changed
+            )
+            if not outcome.changed or status is None:
                 await self.private_text(turn, person, outcome.text)
                 return
             self.kick()
             await self.update_card(
-                turn, self.acted_card(turn, person, button, ref, outcome), outcome.text
+                turn, self.acted_card(turn, person, button, outcome, status), outcome.text
             )
             return
         runner = FlowRunner(flow.flow, self.conversations.context(person))
@@ -488,13 +550,15 @@ class TeamsBot(ActivityHandler):
             )
             await self.update_card(turn, card, "Please check your answers")
             return
-        if not self.service.claim_once(_submission_key(turn, value)):
+        if not await asyncio.to_thread(self.service.claim_once, _submission_key(turn, value)):
             return
         answers = dict(runner.state.answers)
         stage = value.get("stage")
         if isinstance(stage, int) and not isinstance(stage, bool):
             answers[FROM_STAGE] = stage
-        outcome = self.conversations.run_action(ref, person, button, answers)
+        outcome, status = await asyncio.to_thread(
+            self._act, ref, person, button, answers, status_if=lambda o: o.ok and bool(origin)
+        )
         if not outcome.ok:
             first = next(iter(value.get("shown") or ["reason"]))
             card = self.action_card(
@@ -507,22 +571,35 @@ class TeamsBot(ActivityHandler):
         await self.update_card(
             turn, cards.done_card(title, outcome.text, self._stamp(_done(button), name)), title
         )
-        if origin:
+        if origin and status is not None:
             await self.update_card(
                 turn,
-                self.acted_card(turn, person, button, ref, outcome),
+                self.acted_card(turn, person, button, outcome, status),
                 outcome.text,
                 activity_id=origin,
             )
 
+    def _act(
+        self,
+        ref: str,
+        person: Person,
+        button: ActionId,
+        answers: dict[str, Any],
+        *,
+        status_if: Callable[[Outcome], bool],
+    ) -> tuple[Outcome, Reply | None]:
+        """Carry out a button's action; then, if `status_if` the outcome, where things stand."""
+        outcome = self.conversations.run_action(ref, person, button, answers)
+        status = self.conversations.status_reply(ref, person) if status_if(outcome) else None
+        return outcome, status
+
     def acted_card(
-        self, turn: TurnContext, person: Person, button: ActionId, ref: str, outcome: Outcome
+        self, turn: TurnContext, person: Person, button: ActionId, outcome: Outcome, status: Reply
     ) -> dict[str, Any]:
         """The pressed card, after the action: who acted and when, and where things stand.
 
         The dispute's details are shown only in a personal chat, never in a channel.
         """
-        status = self.conversations.status_reply(ref, person)
         facts = status.facts if status.ok and _is_personal(turn.activity) else []
         # The button just pressed is done: the card keeps only what is left to do.
         buttons: list[Button] = (
@@ -571,8 +648,7 @@ class TeamsBot(ActivityHandler):
         sender = turn.activity.from_property
         aad = getattr(sender, "aad_object_id", None) or sender.id
         try:
-            with self.service.store.unit() as session:
-                stored = refs.reference(session, PLATFORM, user_key(aad))
+            stored = await asyncio.to_thread(self._stored_reference, user_key(aad))
             if stored is not None:
                 reference = to_reference(stored)
             else:
@@ -585,6 +661,10 @@ class TeamsBot(ActivityHandler):
             log.info("could not reach a personal chat", extra={"error": exc.__class__.__name__})
             return False
         return True
+
+    def _stored_reference(self, key: str) -> dict[str, Any] | None:
+        with self.service.store.unit() as session:
+            return refs.reference(session, PLATFORM, key)
 
     async def private_card(
         self, turn: TurnContext, person: Person | None, card: dict[str, Any], summary: str
@@ -677,6 +757,12 @@ class TeamsEndpoint:
             return web.Response(status=400)
         if not activity.type:
             return web.Response(status=400)
+        unanswerable = _unanswerable(activity)
+        if unanswerable is not None:
+            # Before the adapter sees it: without a serviceUrl botbuilder would answer at its
+            # default, api.botframework.com; without a sender there is nobody to answer.
+            log.warning("refused an activity", extra={"reason": unanswerable})
+            return web.Response(status=400, text=unanswerable)
         header = request.headers.get("Authorization", "")
         try:
             # Done here rather than in CloudAdapter.process, so that every bad token is a 401:
@@ -706,12 +792,24 @@ class TeamsEndpoint:
         return web.Response(status=201)
 
 
+def _unanswerable(activity: Activity) -> str | None:
+    """Why the bot cannot answer this activity (no address to answer at, or no sender), if so."""
+    service_url = activity.service_url
+    if not isinstance(service_url, str) or not re.match(r"https?://[^\s/]", service_url):
+        return "The activity has no serviceUrl (an http or https address): nowhere to answer it."
+    sender = activity.from_property
+    if sender is None or not isinstance(sender.id, str) or not sender.id.strip():
+        return "The activity has no sender (from.id): nobody to answer."
+    return None
+
+
 def teams_authentication(settings: Settings, *, credentials_factory: Any = None) -> Any:
     """Bot Framework authentication from the settings: single-tenant when a tenant id is set."""
     if not settings.microsoft_app_id:
         raise ValueError("MICROSOFT_APP_ID is not set")
     if credentials_factory is None and not settings.microsoft_app_password:
         raise ValueError("MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is not")
+    _quicker_connector_clients()
     tenant = settings.microsoft_app_tenant_id
     configuration = SimpleNamespace(
         APP_ID=settings.microsoft_app_id,
@@ -722,6 +820,21 @@ def teams_authentication(settings: Settings, *, credentials_factory: Any = None)
     return ConfigurationBotFrameworkAuthentication(
         configuration, credentials_factory=credentials_factory
     )
+
+
+def _quicker_connector_clients() -> None:
+    """Make msrest's client set-up cheap: the same retry codes, found in a set, not a list.
+
+    Every Bot Connector and token client msrest builds (CloudAdapter builds two for each
+    turn and each proactive send) tests 999 status codes against a 500-item list: 5 ms of
+    CPU on the event loop each time, a quarter of a whole turn. As a frozenset the codes are
+    the same and the test is quick.
+    """
+    from msrest.universal_http.requests import ClientRetryPolicy
+
+    codes = ClientRetryPolicy.safe_codes
+    if not isinstance(codes, frozenset):
+        ClientRetryPolicy.safe_codes = frozenset(codes)  # type: ignore[assignment]
 
 
 def build_teams(

@@ -2,18 +2,21 @@
 
 The outbox calls `send`. Teams lets a bot write only where it has been before: a person's
 personal chat once they opened the bot (or a chat the bot may open because it met them in a
-team), and a channel of a team the bot is in. Those references are stored on every turn
-(store/conversation_refs.py); `can_reach` is true only when one exists. A dispute's channel
+team), and a channel of a team the bot is in. Those references are kept up to date by every
+turn (store/conversation_refs.py); `can_reach` is true only when one exists. A dispute's channel
 thread is a root post whose activity id is the thread id: the root is updated in place, and
 updates go in its reply chain (`{channel};messageid={root}`). Failures become SendFailed, a
-429's Retry-After included: the connector client itself never retries (DESIGN.md). May import
-botbuilder, the domain and the store.
+429's Retry-After included: the connector client itself never retries (DESIGN.md). While
+sending, the store is read in worker threads, off the event loop. May import botbuilder, the
+domain and the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -116,6 +119,10 @@ class TeamsPlatform:
         self.clock = clock
         self.tenant_id = tenant_id
         self.waiting = waiting
+        # Who and what was found reachable: references are never deleted, so a yes stays a
+        # yes, and the outbox's check before each send (on the event loop) reads the store
+        # once per recipient, not once per message.
+        self._reachable: set[tuple[str, str]] = set()
 
     # ---- who can be reached ----------------------------------------------------------------
 
@@ -124,9 +131,20 @@ class TeamsPlatform:
         r = message.recipient
         if r.kind == "channel":
             channel = self.channels.get(r.id)
-            return channel is not None and self.channel_reference(channel) is not None
-        person = self.directory().get(r.id)
-        return person is not None and self.person_reference(person) is not None
+            if channel is None:
+                return False
+            known = ("channel", channel)
+            if known not in self._reachable and self.channel_reference(channel) is None:
+                return False
+        else:
+            person = self.directory().get(r.id)
+            if person is None:
+                return False
+            known = ("person", f"{person.id}\n{person.teams_id or ''}")
+            if known not in self._reachable and self.person_reference(person) is None:
+                return False
+        self._reachable.add(known)
+        return True
 
     def person_reference(self, person: Person) -> tuple[str, dict[str, Any]] | None:
         """The person's personal chat (`user:` key) or, failing that, where the bot met them."""
@@ -205,11 +223,12 @@ class TeamsPlatform:
         Teams offers a bot no way to look for a message it may already have posted, so after
         a crash mid-send (`maybe_sent`) a post can show twice; a root update cannot.
         """
-        activity = card_activity(self.render(message), message.text)
         try:
+            card, target = await asyncio.to_thread(self._card_and_target, message)
+            activity = card_activity(card, message.text)
             if message.recipient.kind == "person":
-                return await self._to_person(message, activity)
-            return await self._to_channel(message, activity, thread_id)
+                return await self._to_person(activity, target)
+            return await self._to_channel(message, activity, thread_id, target)
         except SendFailed:
             raise
         except ErrorResponseException as exc:
@@ -220,9 +239,21 @@ class TeamsPlatform:
             # The bot's own token could not be had (wrong password, or the sign-in service).
             raise SendFailed(f"Teams sign-in failed: {str(exc)[:200]}") from exc
 
-    async def _to_person(self, message: Message, activity: Any) -> Delivered:
-        person = self.directory().get(message.recipient.id)
-        found = self.person_reference(person) if person is not None else None
+    def _card_and_target(self, message: Message) -> tuple[dict[str, Any], _Target]:
+        """The card (naming who has still to open the bot) and where it goes: both read the
+        store, so `send` runs this in a worker thread."""
+        card = self.render(message)
+        r = message.recipient
+        if r.kind == "person":
+            person = self.directory().get(r.id)
+            found = self.person_reference(person) if person is not None else None
+            return card, _Target(person=person, found=found)
+        channel_id = self.channels.get(r.id)
+        data = self.channel_reference(channel_id) if channel_id else None
+        return card, _Target(channel_id=channel_id, channel=data)
+
+    async def _to_person(self, activity: Any, target: _Target) -> Delivered:
+        person, found = target.person, target.found
         if person is None or found is None:
             raise SendFailed("nobody in Teams to send this to", permanent=True)
         key, data = found
@@ -233,10 +264,9 @@ class TeamsPlatform:
         return Delivered(message_id)
 
     async def _to_channel(
-        self, message: Message, activity: Any, thread_id: str | None
+        self, message: Message, activity: Any, thread_id: str | None, target: _Target
     ) -> Delivered:
-        channel_id = self.channels.get(message.recipient.id)
-        data = self.channel_reference(channel_id) if channel_id else None
+        channel_id, data = target.channel_id, target.channel
         if channel_id is None or data is None:
             raise SendFailed("the bot is not in this Teams channel", permanent=True)
         reference = to_reference(data)
@@ -330,16 +360,32 @@ class TeamsPlatform:
             ),
         )
         aad = user.aad_object_id or user.id
+        await asyncio.to_thread(
+            self._save_personal, user_key(aad), from_reference(reference), person_id
+        )
+        return reference
+
+    def _save_personal(self, key: str, reference: dict[str, Any], person_id: str | None) -> None:
         with self.store.unit() as session:
             refs.save_reference(
                 session,
                 platform=PLATFORM,
-                key=user_key(aad),
-                reference=from_reference(reference),
+                key=key,
+                reference=reference,
                 person_id=person_id,
                 now=self.clock.now(),
             )
-        return reference
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a message goes, as read from the store: a person (the key and reference found
+    for them) or a channel (its reference)."""
+
+    person: Person | None = None
+    found: tuple[str, dict[str, Any]] | None = None
+    channel_id: str | None = None
+    channel: dict[str, Any] | None = None
 
 
 def tenant_of(conversation: Any) -> str | None:
