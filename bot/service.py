@@ -195,15 +195,19 @@ class Service:
                     )
         raise AssertionError("unreachable")
 
-    def refusal(self, ref: str, person_id: str, action: Action) -> str | None:
-        """Why the person may not do `action` on `ref` now, the refusal recorded; or None.
+    def may(self, ref: str, person_id: str, action: Action) -> Outcome:
+        """Whether the person may do `action` on `ref` now: the dispute if so; if not, why,
+        with the refusal recorded.
 
         For a platform about to open an action's form: the form is not shown to someone who
         could not submit it, and the attempt goes on the dispute's record as `act` would put it.
         """
         person = self.directory.get(person_id)
         if person is None:
-            return "you are not in the partnership directory"
+            return Outcome(
+                False,
+                "You are not in the partnership directory, so you cannot act on disputes yet.",
+            )
         for _ in range(RETRIES):
             now = self.clock.now()
             try:
@@ -213,13 +217,15 @@ class Service:
                         dispute.require(person, action, self.directory, now)
                     except NotAllowed as exc:
                         self.store.save(session, dispute, wake_at=self._wake(dispute), now=now)
-                        return str(exc)
-                    return None
+                        return Outcome(False, f"Sorry, you can't do that: {exc}.", dispute)
+                    return Outcome(True, "", dispute)
             except NotFound:
-                return f"there is no dispute with reference {ref.strip().upper()}"
+                return Outcome(False, f"There is no dispute with reference {ref.strip().upper()}.")
             except Conflict:
                 continue  # changed at that moment: ask again of the dispute as it is now
-        return "someone else changed this dispute at the same moment; please try again"
+        return Outcome(
+            False, "Someone else changed this dispute at the same moment; please try again."
+        )
 
     def view(self, ref: str, person_id: str) -> Outcome:
         """The dispute, if the person may see it."""

@@ -960,3 +960,20 @@ async def test_an_escalation_form_opened_before_someone_else_escalated_is_refuse
     await teams.press(BEN, form, data, reason="We cannot agree.")
     assert teams.events(dispute.ref).count("StageEscalated") == 1
     assert "already been escalated to stage 2" in teams.now(form).shown
+
+
+async def test_a_refused_button_goes_on_the_record_and_sends_no_form(teams: Teams) -> None:
+    # Dan (police) is not part of this dispute. Whether the button acts at once (Acknowledge)
+    # or would open a form (Escalate), he is told privately, gets no form, and each attempt is
+    # recorded in the dispute's log, as a refused action always is.
+    dispute = await log_dispute(teams)
+    await teams.say(DAN, "hello")
+    for action in ("acknowledge", "escalate"):
+        before = len(teams.chat(DAN))
+        body = activity(DAN, teams.fake.service_url, value={"action": action, "ref": dispute.ref})
+        assert (await teams.post(body)).status == 201
+        (told,) = teams.chat(DAN)[before:]
+        assert "can't" in told.shown
+        assert "Input." not in json.dumps(told.cards)  # a note, not the action's form
+    assert teams.events(dispute.ref).count("ActionRefused") == 2
+    assert "Acknowledged" not in teams.events(dispute.ref)

@@ -307,10 +307,6 @@ class SlackConversations:
             )
             return
         flow = self.conversations.action_flow(button)
-        seen = await asyncio.to_thread(self.service.view, ref, person.id)
-        if not seen.ok or seen.dispute is None:
-            await self._private(client, channel, user_id, seen.text)
-            return
         if not flow.flow.questions:
             # Done at once; a refusal is recorded and explained by the action itself.
             outcome = await asyncio.to_thread(
@@ -321,9 +317,9 @@ class SlackConversations:
             )
             return
         # No form for someone who could not submit it; the attempt goes on the record.
-        refusal = await asyncio.to_thread(self.service.refusal, ref, person.id, flow.action)
-        if refusal is not None:
-            await self._private(client, channel, user_id, f"Sorry, you can't do that: {refusal}.")
+        seen = await asyncio.to_thread(self.service.may, ref, person.id, flow.action)
+        if not seen.ok or seen.dispute is None:
+            await self._private(client, channel, user_id, seen.text)
             return
         runner = FlowRunner(flow.flow, self.conversations.context(person))
         # The stage as the person saw it: two managers escalating at once move it one stage.

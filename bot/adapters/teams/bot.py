@@ -460,15 +460,8 @@ class TeamsBot(ActivityHandler):
             )
             return
         flow = self.conversations.action_flow(button)
-        seen = await asyncio.to_thread(self.service.view, ref, person.id)
-        if not seen.ok or seen.dispute is None:
-            await self.private_text(turn, person, seen.text)
-            return
-        refusal = seen.dispute.allowed(person, flow.action, self.service.directory)
-        if refusal is not None:
-            await self.private_text(turn, person, f"Sorry, you can't do that: {refusal}.")
-            return
         if not flow.flow.questions:
+            # Done at once; a refusal is recorded and explained by the action itself.
             outcome, status = await asyncio.to_thread(
                 self._act, ref, person, button, {}, status_if=lambda o: o.changed
             )
@@ -479,6 +472,11 @@ class TeamsBot(ActivityHandler):
             await self.update_card(
                 turn, self.acted_card(turn, person, button, outcome, status), outcome.text
             )
+            return
+        # No form for someone who could not submit it; the attempt goes on the record.
+        seen = await asyncio.to_thread(self.service.may, ref, person.id, flow.action)
+        if not seen.ok or seen.dispute is None:
+            await self.private_text(turn, person, seen.text)
             return
         runner = FlowRunner(flow.flow, self.conversations.context(person))
         card = self.action_card(
