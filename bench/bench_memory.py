@@ -25,8 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bench_slack
 import benchlib as lib
-from bench_slack import SECRET, TOKEN, Child, slack_config
+from bench_slack import SECRET, TOKEN, slack_config
+from latency import Child
 
 BEFORE_DIGEST = datetime(2026, 11, 30, 9, 10, tzinfo=UTC)
 AFTER_DIGEST = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -197,7 +199,7 @@ def run(*, tiny: bool = False) -> lib.Section:
         }
         build_database(urls["baseline"], 0, due)
         build_database(urls["large"], large - due - 2, due)
-        slack = Child(["--fake-slack", "0"], tmp / "fake-slack.log")
+        slack = Child(["--fake-slack", "0"], tmp / "fake-slack.log", bench_slack.HERE)
         try:
             slack_url = slack.ready["url"]
             # After the digest time the first tick builds and sends the day's digest; the

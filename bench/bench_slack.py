@@ -21,12 +21,8 @@ import asyncio
 import json
 import re
 import shutil
-import subprocess
-import sys
-import threading
 import time as timer
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,19 +62,6 @@ HERE = Path(__file__).resolve()
 # ---- child processes -----------------------------------------------------------------------
 
 
-async def _until_stdin_closes() -> None:
-    # A thread of its own: one of the default executor's would be taken from the bot's work.
-    loop = asyncio.get_running_loop()
-    closed = asyncio.Event()
-
-    def wait() -> None:
-        sys.stdin.read()
-        loop.call_soon_threadsafe(closed.set)
-
-    threading.Thread(target=wait, daemon=True).start()
-    await closed.wait()
-
-
 async def fake_slack(messages: int) -> None:
     """The fake Slack API with the workspace's people and `messages` DMs to Ben to click on."""
     from fakes.slack_api import FakeSlackApi
@@ -105,7 +88,7 @@ async def fake_slack(messages: int) -> None:
             for _ in range(messages)
         ]
         print(json.dumps({"url": api.base_url, "ts": ts}), flush=True)
-        await _until_stdin_closes()
+        await latency.until_stdin_closes()
         calls: dict[str, int] = {}
         arrived: dict[str, dict[str, float]] = {"views.open": {}, "chat.update": {}}
         for (method, args), at in zip(api.calls, api.arrivals, strict=True):
@@ -179,83 +162,39 @@ async def serve(kind: str, database_url: str, config: str, slack_url: str) -> No
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     print(json.dumps({"port": runner.addresses[0][1]}), flush=True)
-    await _until_stdin_closes()
+    await latency.until_stdin_closes()
     await runner.cleanup()
     if core is not None:
         core.store.dispose()
 
 
-class Child:
-    """A child process that says one JSON line on stdout once it is ready."""
-
-    def __init__(self, args: list[str], log: Path, script: Path | None = None) -> None:
-        self.args = args
-        self.log_path = log
-        self.log = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, str(script or Path(__file__).resolve()), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-            env=lib.child_env(),
-        )
-        self._ready: dict[str, Any] | None = None
-
-    @property
-    def ready(self) -> dict[str, Any]:
-        """What the child said when it was ready (waiting for it the first time)."""
-        if self._ready is None:
-            assert self.process.stdout is not None
-            line = self.process.stdout.readline()
-            if not line:
-                self.stop()
-                raise RuntimeError(
-                    f"{self.args[0]} did not start:\n{self.log_path.read_text()[-2000:]}"
-                )
-            self._ready = json.loads(line)
-        return self._ready
-
-    def stop(self) -> dict[str, Any]:
-        """Close stdin (the child stops), and read what it says on the way out."""
-        said: dict[str, Any] = {}
-        try:
-            out, _ = self.process.communicate(input="", timeout=30)
-            lines = [x for x in out.splitlines() if x.strip()]
-            said = json.loads(lines[-1]) if lines else {}
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
-        return said
-
-
 # ---- the load --------------------------------------------------------------------------------
-
-
-Request = tuple[bytes, Callable[[], dict[str, str]]]
 
 
 def requests(
     kind: str, count: int, start: int, refs: list[str], ts: list[str], users: list[str]
-) -> list[Request]:
-    """`count` requests of one kind, numbered from `start` (each trigger id used once)."""
+) -> list[latency.Request]:
+    """`count` requests of one kind, numbered from `start` (each trigger id used once), each
+    keyed by what it makes the bot ask of Slack: a modal's trigger id, a clicked message."""
     from fakes.slack_signing import block_actions_body, block_actions_payload, signed_headers
     from fakes.slack_signing import slash_command_body as command
 
     from bot.adapters.slack.blocks import message_blocks
     from bot.messages import ActionId, Button, Message, Recipient
 
-    out: list[Request] = []
+    out: list[latency.Request] = []
     for i in range(start, start + count):
         # Commands come from everyone in turn, as in a partnership: the bot slows one person
         # who sends many, which is not what is measured here.
         user = users[i % len(users)]
+        key = ""
         if kind == "help":
             body = command(text="help", user_id=user, trigger_id=f"bench.help.{i}")
         elif kind == "modal":
-            body = command(text="", user_id=user, trigger_id=f"bench.modal.{i}")
+            key = f"bench.modal.{i}"
+            body = command(text="", user_id=user, trigger_id=key)
         else:
+            key = ts[i]
             ref = refs[i]
             shown = Message(
                 Recipient.person("ben.carter"),
@@ -277,80 +216,8 @@ def requests(
                 )
             )
         # Signed when sent: Bolt refuses a timestamp five minutes old.
-        out.append((body, lambda body=body: signed_headers(SECRET, body)))  # type: ignore[misc]
+        out.append(latency.Request(body, lambda body=body: signed_headers(SECRET, body), key))  # type: ignore[misc]
     return out
-
-
-async def load(
-    url: str,
-    batch: list[Request],
-    clients: int,
-    expect: bytes = b"",
-    statuses: tuple[int, ...] = (200,),
-) -> tuple[list[float], float, int]:
-    """Send the batch from `clients` concurrent clients: latencies, wall time, failures.
-
-    A failure is an answer with a status not in `statuses`, or without `expect` in its body.
-    """
-    import aiohttp
-
-    queue = list(reversed(batch))
-    latencies: list[float] = []
-    failures = 0
-
-    async def client(session: aiohttp.ClientSession) -> None:
-        nonlocal failures
-        while queue:
-            body, headers = queue.pop()
-            sent = headers()
-            started = timer.perf_counter()
-            async with session.post(url, data=body, headers=sent) as response:
-                answer = await response.read()
-                status = response.status
-            latencies.append(timer.perf_counter() - started)
-            failures += status not in statuses or expect not in answer
-
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
-        started = timer.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
-        wall = timer.perf_counter() - started
-    return latencies, wall, failures
-
-
-@dataclass
-class Run:
-    """One kind of request, one mode, one app."""
-
-    latencies: list[float] = field(default_factory=list)
-    wall: float = 0.0
-    failures: int = 0
-
-    @property
-    def p50(self) -> float:
-        return lib.percentile(self.latencies, 50)
-
-    @property
-    def p99(self) -> float:
-        return lib.percentile(self.latencies, 99)
-
-    @property
-    def rate(self) -> float:
-        return len(self.latencies) / self.wall if self.wall else 0.0
-
-
-def seed(database_url: str, count: int) -> list[str]:
-    """The bot's database, with `count` open disputes for Ben to acknowledge; their refs."""
-    from bot.clock import FakeClock
-
-    clock = FakeClock(datetime.now(UTC))
-    core = lib.make_core(database_url, clock)
-    try:
-        template = lib.open_template(core, clock, clock.now())
-        lib.copy_dispute(core.store, template, "ACK-2026-", count, wake_at=lib.FAR_FUTURE)
-    finally:
-        core.store.dispose()
-    return [f"ACK-2026-{i}" for i in range(1, count + 1)]
 
 
 def slack_config(tmp: Path) -> Path:
@@ -363,22 +230,6 @@ def slack_config(tmp: Path) -> Path:
         .replace("oversight: {slack: null", "oversight: {slack: C0OVERSIGHT")
     )
     return config
-
-
-def new_requests(
-    kind: str, count: int, start: int, ts: list[str], users: list[str]
-) -> list[latency.Request]:
-    """`count` requests of one kind, numbered from `start`, keyed by what they make Slack do."""
-    made = requests(kind, count, start, [f"ACK-2026-{i + 1}" for i in range(len(ts))], ts, users)
-    keys = {
-        "help": lambda i: "",
-        "modal": lambda i: f"bench.modal.{i}",
-        "button": lambda i: ts[i],
-    }[kind]
-    return [
-        latency.Request(body, headers, keys(i))
-        for i, (body, headers) in enumerate(made, start=start)
-    ]
 
 
 def serialising(database_url: str, config: Path) -> float:
@@ -418,7 +269,7 @@ def run(*, tiny: bool = False) -> lib.Section:
     with lib.scratch("bench-slack-") as tmp:
         database = f"sqlite:///{tmp}/bot.db"
         config = slack_config(tmp)
-        seed(database, clicks)
+        refs = latency.seed(database, clicks)
         cpu = serialising(database, config)
         # Everyone in the directory sends commands; in tiny mode a few, to keep it quick.
         users = sorted(people())[: 4 if tiny else None]
@@ -441,7 +292,7 @@ def run(*, tiny: bool = False) -> lib.Section:
 
             def batcher(kind: str) -> Callable[[str, int], list[latency.Request]]:
                 def batch(app: str, count: int) -> list[latency.Request]:
-                    made = new_requests(kind, count, used[kind], ts, users)
+                    made = requests(kind, count, used[kind], refs, ts, users)
                     used[kind] += count
                     to_bot[kind] += count if app == "full" else 0
                     return made
@@ -533,7 +384,7 @@ def run(*, tiny: bool = False) -> lib.Section:
         f"apps are measured in turn: sequentially, one request to each in turn, {sequential} "
         f"each; concurrently, {rounds} rounds of {clients} requests at once to each in turn. "
         "All four processes (client, fake Slack, bot, bare app) share the machine's CPUs.",
-        ["request", "clients", *latency.HEADINGS, "bot req/s"],
+        latency.headings("request", "bot req/s", done=True),
     )
     done = {"modal": said.get("views.open", {}), "button": said.get("chat.update", {})}
     latency.table(section, results, KINDS, done)

@@ -185,6 +185,7 @@ async def interleaved(
     size: int,
     clients: int,
     expect: Callable[[str], bytes] = lambda app: b"",
+    statuses: tuple[int, ...] = (200,),
     settle: Callable[[str], Awaitable[None]] | None = None,
 ) -> dict[str, Run]:
     """`rounds` rounds of `size` requests from `clients` clients, to each app in turn.
@@ -196,7 +197,9 @@ async def interleaved(
     runs = {app: Run() for app in ("bare", "full")}
     for first, second in turns(rounds):
         for app in (first, second):
-            got = await load(sessions[app], urls[app], batch(app, size), clients, expect(app))
+            got = await load(
+                sessions[app], urls[app], batch(app, size), clients, expect(app), statuses
+            )
             runs[app].add(got)
             if settle is not None:
                 await settle(app)
@@ -236,26 +239,28 @@ def table(
             continue
         bare = results[(kind, mode, "bare")]
         finished = r.done(done[kind]) if done and kind in done else []
-        section.rows.append(
-            [
-                kinds[kind],
-                mode,
-                lib.ms(r.p50),
-                lib.ms(r.p99),
-                lib.ms(bare.p50),
-                lib.ms(bare.p99),
-                lib.ratio(r.p99, bare.p99),
-                lib.ms(lib.percentile(finished, 99)) if finished else "-",
-                f"{r.rate:,.0f}",
-            ]
-        )
+        row = [
+            kinds[kind],
+            mode,
+            lib.ms(r.p50),
+            lib.ms(r.p99),
+            lib.ms(bare.p50),
+            lib.ms(bare.p99),
+            lib.ratio(r.p99, bare.p99),
+        ]
+        if done is not None:
+            row.append(lib.ms(lib.percentile(finished, 99)) if finished else "-")
+        section.rows.append([*row, f"{r.rate:,.0f}"])
         key = f"{kind}.{mode.split()[0]}"
         section.data.update({f"{key}.p50": r.p50, f"{key}.p99": r.p99, f"{key}.bare_p99": bare.p99})
         if finished:
             section.data[f"{key}.done_p99"] = lib.percentile(finished, 99)
 
 
-HEADINGS = ["bot p50", "bot p99", "bare p50", "bare p99", "p99 ratio", "work done p99"]
+def headings(first: str, rate: str, *, done: bool) -> list[str]:
+    """The table's columns: what is sent, the clients, the figures (`table` fills them)."""
+    figures = ["bot p50", "bot p99", "bare p50", "bare p99", "p99 ratio"]
+    return [first, "clients", *figures, *(["work done p99"] if done else []), rate]
 
 
 def verdicts(

@@ -28,6 +28,11 @@ def assert_latencies(data: dict[str, float]) -> None:
 def test_the_slack_benchmark_times_the_bot_and_the_bare_app() -> None:
     section = benchmark("bench_slack").run(tiny=True)
     assert_latencies(section.data)
+    # The modal opened and the message updated after each answer, timed to the fake Slack.
+    for kind in ("modal", "button"):
+        for mode in ("sequential", "2"):
+            assert 0 < section.data[f"{kind}.{mode}.done_p99"] < 60, (kind, mode)
+    assert "help.sequential.done_p99" not in section.data
     assert len(section.rows) == 6
     assert len(section.verdicts) == 6 and all(v.met is not None for v in section.verdicts)
     assert "| Acknowledge button | 2 concurrent |" in section.markdown()
