@@ -92,7 +92,7 @@ class Conversations:
             )
 
     def _load(self, user_key: str, flow: str) -> FlowState | None:
-        with self.service.store.unit() as session:
+        with self.service.store.reading() as session:
             data = self.service.store.flow_state(session, user_key, flow)
         return FlowState.from_data(data) if data else None
 

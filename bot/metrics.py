@@ -39,7 +39,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """Open disputes by stage, the outbox's depth and its oldest unsent message's age."""
-        with self.store.unit() as session:
+        with self.store.reading() as session:
             by_stage = self.store.open_by_stage(session)
             counts = self.store.outbox_counts(session)
             oldest = self.store.oldest_unsent(session)

@@ -231,7 +231,7 @@ class Service:
         """The dispute, if the person may see it."""
         person = self.directory.get(person_id)
         try:
-            with self.store.unit() as session:
+            with self.store.reading() as session:
                 dispute = self.store.load(session, ref)
         except NotFound:
             return Outcome(False, f"There is no dispute with reference {ref.strip().upper()}.")
@@ -244,7 +244,7 @@ class Service:
 
     def my_open(self, person_id: str) -> list[Dispute]:
         """A person's open disputes, soonest deadline first."""
-        with self.store.unit() as session:
+        with self.store.reading() as session:
             return self.store.open_for_person(session, person_id)
 
     def timeline(self, start: datetime | None = None) -> list[PlannedStep]:
@@ -265,7 +265,7 @@ class Service:
         # Loaded before any transaction: a replica's first tick otherwise loaded it inside one
         # (see remember_person) and, on SQLite, waited on itself on every tick.
         _ = self.partnership
-        with self.store.unit() as session:
+        with self.store.reading() as session:
             refs = self.store.due_for_timers(session, now=now, limit=limit)
         for ref in refs:
             try:
@@ -301,7 +301,7 @@ class Service:
         p = self.partnership
         # Only the disputes it lists are loaded and rebuilt (indexed on next_due_at); the rest
         # are counted: with every open dispute rebuilt it took 2 s at 10,000 (BENCHMARKS.md).
-        with self.store.unit() as session:
+        with self.store.reading() as session:
             near, open_count = self.store.open_disputes_due_by(
                 session, p.id, horizon(p.calendar, now)
             )
@@ -314,7 +314,7 @@ class Service:
         if not p.calendar.is_working_day(local.date()) or local.time() < p.config.digest_time:
             return False
         key = f"digest:{p.id}:{local.date()}"
-        with self.store.unit() as session:
+        with self.store.reading() as session:
             if self.store.has_run(session, key):
                 # Checked before building: every tick after digest time would otherwise build
                 # the whole digest (all open disputes) only to find it already sent.

@@ -53,10 +53,19 @@ class Server:
     metrics: Metrics | None = None
     teams: TeamsEndpoint | None = None
     _kicks: set[asyncio.Task[object]] = field(default_factory=set)
+    _kicked_again: bool = False
 
     def kick(self) -> None:
-        """Send what was just queued now rather than at the next tick."""
+        """Send what was just queued now rather than at the next tick.
+
+        Kicks while a send is running are folded into one more pass after it: twenty clicks
+        at once make one or two passes over the outbox, not twenty passes competing for the
+        same rows (and, on SQLite, for its one write lock).
+        """
         if self.dispatcher is None:
+            return
+        if self._kicks:
+            self._kicked_again = True
             return
         task = asyncio.get_running_loop().create_task(self._send_now())
         self._kicks.add(task)  # keep a reference until it is done (asyncio's advice)
@@ -64,9 +73,13 @@ class Server:
 
     async def _send_now(self) -> None:
         assert self.dispatcher is not None
-        report = await self.dispatcher.run_once()
-        if self.metrics is not None:
-            self.metrics.observe_sends(report)
+        while True:
+            self._kicked_again = False
+            report = await self.dispatcher.run_once()
+            if self.metrics is not None:
+                self.metrics.observe_sends(report)
+            if not self._kicked_again:
+                return
 
     async def settle(self) -> None:
         """Wait for listeners still at work after their ack, and the sends kicks started."""
@@ -159,7 +172,7 @@ def readiness(server: Server) -> dict[str, dict[str, object]]:
         running = server.timekeeper.running
         checks["scheduler"] = {"ok": running, **({} if running else {"detail": "not running"})}
     if checks["database"]["ok"]:
-        with core.store.unit() as session:
+        with core.store.reading() as session:
             oldest = core.store.oldest_unsent(session)
         limit = timedelta(seconds=core.settings.outbox_stuck_seconds)
         age = core.service.clock.now() - oldest if oldest else timedelta(0)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, or_, select
+from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -110,6 +111,12 @@ class Store:
         self.url = url
         self.engine = engine or make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # For units that only read: on SQLite they begin DEFERRED, not IMMEDIATE (store/db.py),
+        # so in WAL mode they read a snapshot without queueing for the one write lock.
+        self._readers = sessionmaker(
+            self.engine.execution_options(read_only=True), expire_on_commit=False
+        )
+        sa_event.listen(self._readers, "before_flush", _refuse_writes)
         self._policies: dict[str, Policy] = {}
         # Applied to every message as it is queued (the app sets it to copy channel posts to
         # each platform the channel is on); None leaves messages as they are.
@@ -128,6 +135,13 @@ class Store:
     def unit(self) -> Iterator[Session]:
         """A transaction: committed if the block succeeds, rolled back if it raises."""
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads (a write in it is refused): one consistent snapshot,
+        taken without waiting for writers."""
+        with self._readers.begin() as session:
             yield session
 
     # ---- references -------------------------------------------------------------------
@@ -656,3 +670,10 @@ class Store:
                 assert row is not None
         row.data = {**row.data, **data}
         row.updated_at = now
+
+
+def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
+    # A reading unit on SQLite holds no write lock: a write there could fail with "database is
+    # locked" under load, or be mistaken for a read. Use Store.unit for anything that writes.
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("a reading unit of work may not write; use Store.unit()")

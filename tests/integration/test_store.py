@@ -33,6 +33,7 @@ from store.models import (
     EventRow,
     OutboxRow,
     ParticipantRow,
+    ScheduledRunRow,
 )
 from store.repository import GENESIS, Conflict, NotFound, Store, StoredEvent, event_hash
 
@@ -769,3 +770,47 @@ def test_act_gives_up_with_a_plain_message_when_the_conflict_persists(
     monkeypatch.undo()
     with any_core.store.unit() as session:
         assert [e.type for e in any_core.store.events(session, ref)][-1] == "Acknowledged"
+
+
+def test_a_reading_unit_sees_a_snapshot_without_waiting_for_a_writer(any_core: Core) -> None:
+    # A write transaction is held open in another thread (on SQLite it holds the one write
+    # lock). A reading unit still reads, at once, the state before that write.
+    store = any_core.store
+    dispute = open_one(any_core)
+    holding, release = threading.Event(), threading.Event()
+
+    def writer() -> None:
+        with store.unit() as session:
+            row = session.execute(select(DisputeRow).where(DisputeRow.ref == dispute.ref))
+            row.scalar_one().category = "changed"
+            session.flush()
+            holding.set()
+            assert release.wait(timeout=30)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert holding.wait(timeout=30)
+        read: list[str] = []
+
+        def reader() -> None:
+            with store.reading() as session:
+                found = select(DisputeRow.category).where(DisputeRow.ref == dispute.ref)
+                read.append(session.execute(found).scalar_one())
+
+        reading = threading.Thread(target=reader)
+        reading.start()
+        # Done while the writer still holds its transaction: it did not queue behind it (a
+        # unit that waited would be held for the whole 30-second busy timeout).
+        reading.join(timeout=10)
+        assert not reading.is_alive() and read == [dispute.details.category] != ["changed"]
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_reading_unit_refuses_to_write(store: Store) -> None:
+    with pytest.raises(RuntimeError, match="may not write"), store.reading() as session:
+        session.add(ScheduledRunRow(key="x", done_at=NOW))
+    with store.unit() as session:
+        assert not store.has_run(session, "x")
