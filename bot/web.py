@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
@@ -47,6 +48,7 @@ class Server:
     core: Core
     platforms: list[Platform] = field(default_factory=list)
     slack_app: AsyncApp | None = None
+    slack_client: AsyncWebClient | None = None
     budget: Budget = field(default_factory=lambda: Budget(2.0))
     dispatcher: Dispatcher | None = None
     timekeeper: Timekeeper | None = None
@@ -107,13 +109,16 @@ def build_server(core: Core, *, tick: bool = True, teams_credentials: Any = None
     `teams_credentials` replaces the Teams app password's token requests (tests).
     """
     settings = core.settings
+    # The directory with the people remembered from chat, read now: requests look people up in
+    # it on the event loop, and the first of them should not be the one to read the database.
+    _ = core.service.partnership
     server = Server(
         core,
         budget=Budget(settings.slack_ack_budget),
         metrics=Metrics(core.store, core.service.clock),
     )
     if settings.slack_enabled:
-        client = slack_client(core)
+        client = server.slack_client = slack_client(core)
         channels = {
             name: ids.slack for name, ids in core.partnership.config.channels.items() if ids.slack
         }
@@ -264,6 +269,12 @@ def make_web_app(server: Server) -> web.Application:
         app.router.add_post("/api/messages", server.teams.handle)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        client, pool = server.slack_client, None
+        if client is not None and client.session is None:
+            # One connection pool for every Web API call while serving: without it slack_sdk
+            # opens (and, with Slack, TLS-handshakes) a new connection for each call.
+            pool = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=client.timeout))
+            client.session = pool
         if server.timekeeper is not None:
             server.timekeeper.start()
         yield
@@ -271,6 +282,10 @@ def make_web_app(server: Server) -> web.Application:
             await asyncio.wait_for(stop(server), server.core.settings.shutdown_seconds)
         except TimeoutError:
             log.warning("shutdown bound reached; unfinished sends will go after the restart")
+        finally:
+            if pool is not None and client is not None:
+                client.session = None
+                await pool.close()
 
     app.cleanup_ctx.append(lifetime)
     return app

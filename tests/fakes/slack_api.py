@@ -181,6 +181,9 @@ class FakeSlackApi:
         self.calls: list[tuple[str, JsonDict]] = []
         # When each call arrived (time.monotonic(), as calls): for the latency benchmark.
         self.arrivals: list[float] = []
+        # The client's address and port of each call, as calls: kept-alive connections show
+        # as one port used again.
+        self.peers: list[Any] = []
         self.messages: list[RecordedMessage] = []
         self.ephemerals: list[RecordedEphemeral] = []
         self.views: list[RecordedView] = []
@@ -346,6 +349,9 @@ class FakeSlackApi:
         if self.delay:
             await asyncio.sleep(self.delay)
         arrived = time.monotonic()
+        self.peers.append(
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
         try:
             args = await self._read_args(request)
         except _ApiError as exc:

@@ -330,3 +330,23 @@ async def test_digest_on_demand_shows_only_references_and_deadlines(
     assert payload["response_type"] == "ephemeral"
     assert dispute.ref in shown and "CS-204611" not in shown
     assert "1 due within one working day" in payload["text"]
+
+
+async def test_web_api_calls_share_kept_alive_connections_while_serving(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with slack_bot(tmp_path, clock, monkeypatch) as bot:
+        client = bot.server.slack_client
+        assert client is not None
+        pool = client.session
+        assert pool is not None and not pool.closed
+        for trigger in ("T1", "T2", "T3"):
+            assert (await bot.command("", user=AMARA, trigger=trigger)).status == 200
+        opened = [
+            peer
+            for (method, _), peer in zip(bot.api.calls, bot.api.peers, strict=True)
+            if method == "views.open"
+        ]
+        # Three modals, one connection: not a new connection (a TLS handshake with Slack) each.
+        assert len(opened) == 3 and len(set(opened)) == 1
+    assert pool.closed and client.session is None

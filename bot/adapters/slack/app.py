@@ -90,7 +90,9 @@ class SlackConversations:
 
     async def person(self, client: AsyncWebClient, user_id: str) -> tuple[Person | None, str]:
         """The directory person behind a Slack user (found by email once), and a display name."""
-        person = await asyncio.to_thread(self.service.identify, slack_id=user_id)
+        # In memory (the directory and the people remembered, loaded when the server was
+        # built): no thread hop for the lookup every request starts with.
+        person = self.service.identify(slack_id=user_id)
         if person is not None:
             return person, person.name
         try:
