@@ -440,12 +440,14 @@ def run(*, tiny: bool = False) -> lib.Section:
     button_bare = [results[("button", mode, "bare")] for mode in ("sequential", wide)]
     if any(full.p99 > 1.5 * bare.p99 for full, bare in zip(button, button_bare, strict=True)):
         section.notes.append(
-            "What a click costs beyond the bare bot is the store's: reading the dispute, the "
-            "acknowledgement itself (the dispute, its events and deadlines saved, its messages "
-            "queued) and its status for the updated card, then the outbox sending those "
-            "messages from the same process. On SQLite each of these units of work takes the "
-            "database's one write lock (`BEGIN IMMEDIATE`, store/db.py), so concurrent clicks "
-            "and the outbox's sends queue for it, and for the worker threads they run in."
+            "What a click costs beyond the bare bot is the store's: the acknowledgement itself "
+            "(the dispute, its events and deadlines saved, its messages queued: about 10 ms of "
+            "SQLAlchemy work) and its status for the updated card, then the outbox sending "
+            "those messages from the same process, each send a Bot Connector call that "
+            "botbuilder serialises on the event loop. On SQLite each write takes the "
+            "database's one write lock (`BEGIN IMMEDIATE`, store/db.py; reads take none), so "
+            "concurrent clicks and the outbox's claims queue for it, and for the worker "
+            "threads they run in."
         )
     section.notes.append(
         "Messages come from the 33 people of the example directory in turn; every click "

@@ -289,7 +289,10 @@ class Conversations:
         outcome = self.service.view(ref, person.id)
         if not outcome.ok or outcome.dispute is None:
             return Reply(outcome.text, ok=False)
-        d = outcome.dispute
+        return self.status_of(outcome.dispute, person)
+
+    def status_of(self, d: Dispute, person: Person) -> Reply:
+        """Where a dispute stands, for someone already known to be allowed to see it."""
         s = self.service
         now = s.clock.now()
         notices = s.notices()

@@ -50,6 +50,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.conversation import Conversations, Reply
 from bot.directory import Person
+from bot.disputes import Action
 from bot.flows.actions import FROM_STAGE
 from bot.flows.engine import FlowRunner, Notice
 from bot.messages import BUTTON_LABELS, ActionId, Button
@@ -588,8 +589,18 @@ class TeamsBot(ActivityHandler):
     ) -> tuple[Outcome, Reply | None]:
         """Carry out a button's action; then, if `status_if` the outcome, where things stand."""
         outcome = self.conversations.run_action(ref, person, button, answers)
-        status = self.conversations.status_reply(ref, person) if status_if(outcome) else None
-        return outcome, status
+        if not status_if(outcome):
+            return outcome, None
+        # The dispute as the action left it, when the action says (and its doer was let in):
+        # no second read of what was just written.
+        d = outcome.dispute
+        if (
+            outcome.ok
+            and d is not None
+            and d.allowed(person, Action.VIEW, self.service.directory) is None
+        ):
+            return outcome, self.conversations.status_of(d, person)
+        return outcome, self.conversations.status_reply(ref, person)
 
     def acted_card(
         self, turn: TurnContext, person: Person, button: ActionId, outcome: Outcome, status: Reply
