@@ -173,6 +173,11 @@ class _Builder:
                 ]
             )
         self.located.lines.setdefault(loc, node.start_mark.line + 1)
+        if (
+            isinstance(node, yaml.MappingNode | yaml.SequenceNode)
+            and node.tag not in _COLLECTION_TAGS
+        ):
+            raise self._unreadable(node, loc, f"the tag {node.tag!r} is not allowed here")
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -180,7 +185,9 @@ class _Builder:
                     raise ConfigError(
                         [self.located.problem(loc, "YAML merge keys (<<) are not supported")]
                     )
-                key = self.constructor.construct_object(key_node, deep=True)
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise ConfigError([self.located.problem(loc, "keys must be plain text")])
+                key = self._scalar(key_node, loc)
                 if not isinstance(key, str | int):
                     raise ConfigError([self.located.problem(loc, "keys must be plain text")])
                 key = str(key)
@@ -200,7 +207,32 @@ class _Builder:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
-        return self.constructor.construct_object(node, deep=True)
+        return self._scalar(node, loc)
+
+    def _scalar(self, node: yaml.Node, loc: Loc) -> Any:
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            # A tag the safe loader will not build (`!thing`, `!!python/...`, bad `!!binary`).
+            raise self._unreadable(node, loc, getattr(exc, "problem", None) or str(exc)) from exc
+        except ValueError as exc:
+            # Looks like a date, a time or a number but is not one (`2026-13-45`, `!!int x`).
+            raise self._unreadable(node, loc, str(exc)) from exc
+
+    def _unreadable(self, node: yaml.Node, loc: Loc, reason: str) -> ConfigError:
+        line = node.start_mark.line + 1
+        return ConfigError(
+            [
+                Problem(
+                    self.located.file, line, format_loc(loc), f"this value cannot be read: {reason}"
+                )
+            ]
+        )
+
+
+# Tags PyYAML gives plain mappings and lists; any other on one (`!!python/object/apply:...`,
+# `!custom`) would be silently dropped by building them ourselves, so it is refused instead.
+_COLLECTION_TAGS = {"tag:yaml.org,2002:map": "mapping", "tag:yaml.org,2002:seq": "list"}
 
 
 def problems_from_validation(located: Located, exc: Any, prefix: Loc = ()) -> list[Problem]:

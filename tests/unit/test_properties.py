@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -415,6 +416,27 @@ def test_any_text_at_all_as_yaml_is_data_or_a_located_config_error(text: str) ->
         load_yaml_text(text, "any.yaml")
     except ConfigError as exc:
         assert_located(exc)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("!0", "could not determine a constructor for the tag '!0'"),  # found by the above
+        ("a: !!python/object/apply:os.system [ls]", "is not allowed here"),
+        ("a: !custom {b: 1}", "is not allowed here"),
+        ("when: 2026-13-45", "month must be in 1..12"),
+        ("n: !!int abc", "invalid literal"),
+        ("blob: !!binary zz", "base64"),
+    ],
+)
+def test_a_value_yaml_can_parse_but_not_build_is_a_located_config_error(
+    text: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_yaml_text(text, "any.yaml")
+    assert_located(caught.value)
+    (problem,) = caught.value.problems
+    assert problem.line == 1 and says in problem.message
 
 
 def test_every_preset_still_loads_and_works() -> None:
