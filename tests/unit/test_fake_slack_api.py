@@ -490,3 +490,26 @@ class _FixedClock(Clock):
 
     def now(self) -> float:
         return self._now
+
+
+async def test_checked_later_a_bad_view_and_bad_blocks_are_still_violations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in PROXY_VARS:
+        monkeypatch.delenv(name, raising=False)
+    too_long = "x" * 3001  # a section's text is at most 3,000 characters
+    bad = [{"type": "section", "text": {"type": "mrkdwn", "text": too_long}}]
+    async with FakeSlackApi(token=TOKEN, check_later=True) as fake:
+        client = AsyncWebClient(token=TOKEN, base_url=fake.base_url)
+        await client.views_open(
+            trigger_id="T1",
+            view={"type": "modal", "title": {"type": "plain_text", "text": "X"}, "blocks": bad},
+        )
+        await client.chat_postMessage(channel="C1", text="x", blocks=bad)
+        assert fake.violations == []  # answered at once, as Slack would a good call
+        assert fake.check_deferred() == 2
+        assert [v.method for v in fake.violations] == [
+            "checked later: view",
+            "checked later: blocks",
+        ]
+        assert fake.check_deferred() == 0  # each checked once
