@@ -98,9 +98,17 @@ def slack_client(core: Core) -> AsyncWebClient:
         if settings.slack_api_url.endswith("/")
         else settings.slack_api_url + "/"
     )
+    # slack_sdk formats every request, its data included, into a debug message whenever its
+    # logger's own level is unset (it tests `logger.level`, not the effective level): a
+    # quarter of a millisecond of the event loop per call, for a message never shown. Its
+    # warnings still go out.
+    quiet = logging.getLogger("slack_sdk.web.escalation")
+    quiet.setLevel(logging.WARNING)
     # No retries inside the client: a retried POST after a dropped connection can post twice.
     # The outbox owns retries (and knows how to check what already went).
-    return AsyncWebClient(token=settings.slack_bot_token, base_url=base, retry_handlers=[])
+    return AsyncWebClient(
+        token=settings.slack_bot_token, base_url=base, retry_handlers=[], logger=quiet
+    )
 
 
 def build_server(core: Core, *, tick: bool = True, teams_credentials: Any = None) -> Server:

@@ -4,6 +4,7 @@ Slack Web API on 127.0.0.1 that checks tokens, arguments and Block Kit limits.""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -28,8 +29,11 @@ from slackbot import (
 )
 from sqlalchemy import select
 
+from bot.app import build_core
 from bot.clock import FakeClock
+from bot.config import Settings
 from bot.disputes import Dispute
+from bot.web import slack_client
 from store.models import OutboxRow
 
 AMARA, BEN, DAN = (slack_id_of(p) for p in ("amara.okafor", "ben.carter", "dan.fielding"))
@@ -350,3 +354,19 @@ async def test_web_api_calls_share_kept_alive_connections_while_serving(
         # Three modals, one connection: not a new connection (a TLS handshake with Slack) each.
         assert len(opened) == 3 and len(set(opened)) == 1
     assert pool.closed and client.session is None
+
+
+def test_the_web_api_client_does_not_format_debug_messages_nobody_reads(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # slack_sdk builds a debug message of each request (its data included) when its logger's
+    # own level is DEBUG or unset; the bot's client has a logger that says warnings only.
+    core = build_core(
+        Settings(database_url=f"sqlite:///{tmp_path}/x.db", slack_bot_token="xoxb-test"),
+        clock=clock,
+    )
+    try:
+        client = slack_client(core)
+        assert client._logger.level == logging.WARNING
+    finally:
+        core.store.dispose()
