@@ -324,38 +324,21 @@ def run(*, tiny: bool = False) -> lib.Section:
 
             async def measure() -> None:
                 nonlocal api
-                async with (
-                    latency.session(clients) as bare,
-                    latency.session(clients) as full,
-                    latency.session(1) as api,
-                ):
-                    sessions = {"bare": bare, "full": full}
-                    # Bolt's auth.test, everyone's Slack id learnt (a database write each, the
-                    # first time a person is seen), caches warm: none of that is measured.
-                    for app in ("bare", "full"):
-                        help_ = batcher("help")
-                        await latency.load(sessions[app], urls[app], help_(app, len(users)), 1)
-                        for kind in KINDS:
-                            warming = batcher(kind)(app, warm)
-                            await latency.load(sessions[app], urls[app], warming, 1)
-                    await settle("full")
-                    for kind in KINDS:
-                        for mode, count, size, width in (
-                            ("sequential", sequential, 1, 1),
-                            (f"{clients} concurrent", rounds, clients, clients),
-                        ):
-                            runs = await latency.interleaved(
-                                sessions,
-                                urls,
-                                batcher(kind),
-                                rounds=count,
-                                size=size,
-                                clients=width,
-                                expect=expect(kind),
-                                settle=settle,
-                            )
-                            for app, r in runs.items():
-                                results[(kind, mode, app)] = r
+                async with latency.session(1) as api:
+                    results.update(
+                        await latency.measure(
+                            urls,
+                            batcher,
+                            KINDS,
+                            everyone=len(users),
+                            warm=warm,
+                            sequential=sequential,
+                            rounds=rounds,
+                            clients=clients,
+                            expect=expect,
+                            settle=settle,
+                        )
+                    )
 
             asyncio.run(measure())
         finally:

@@ -339,35 +339,19 @@ def run(*, tiny: bool = False) -> lib.Section:
                 return batch
 
             async def measure() -> None:
-                async with latency.session(clients) as bare, latency.session(clients) as full:
-                    sessions = {"bare": bare, "full": full}
-                    # The signing keys fetched, everyone's Teams id learnt (a member lookup and
-                    # a database write the first time a person is seen), caches warm: not
-                    # measured.
-                    for app in ("bare", "full"):
-                        everyone = batcher("help")(app, len(users))
-                        await latency.load(sessions[app], urls[app], everyone, 1, statuses=(201,))
-                        for kind in KINDS:
-                            warming = batcher(kind)(app, warm)
-                            await latency.load(
-                                sessions[app], urls[app], warming, 1, statuses=(201,)
-                            )
-                    for kind in KINDS:
-                        for mode, count, size, width in (
-                            ("sequential", sequential, 1, 1),
-                            (f"{clients} concurrent", rounds, clients, clients),
-                        ):
-                            runs = await latency.interleaved(
-                                sessions,
-                                urls,
-                                batcher(kind),
-                                rounds=count,
-                                size=size,
-                                clients=width,
-                                statuses=(201,),
-                            )
-                            for app, r in runs.items():
-                                results[(kind, mode, app)] = r
+                results.update(
+                    await latency.measure(
+                        urls,
+                        batcher,
+                        KINDS,
+                        everyone=len(users),
+                        warm=warm,
+                        sequential=sequential,
+                        rounds=rounds,
+                        clients=clients,
+                        statuses=(201,),
+                    )
+                )
 
             asyncio.run(measure())
             timer.sleep(0.5)  # the bot's background sends, kicked by each acknowledgement

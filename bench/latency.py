@@ -206,6 +206,61 @@ async def interleaved(
     return runs
 
 
+Results = dict[tuple[str, str, str], Run]  # (kind, mode, app) -> run
+
+
+async def measure(
+    urls: dict[str, str],
+    batcher: Callable[[str], Callable[[str, int], list[Request]]],
+    kinds: dict[str, str],
+    *,
+    everyone: int,
+    warm: int,
+    sequential: int,
+    rounds: int,
+    clients: int,
+    expect: Callable[[str], Callable[[str], bytes]] = lambda kind: lambda app: b"",
+    statuses: tuple[int, ...] = (200,),
+    settle: Callable[[str], Awaitable[None]] | None = None,
+) -> Results:
+    """Warm both apps up (a `help` from each of `everyone` people, `warm` of each kind), then
+    time each kind sequentially and in concurrent rounds, the two apps in turn.
+
+    `batcher(kind)(app, count)` makes the requests; `settle(app)`, if given, waits for the
+    work each round caused (see `interleaved`).
+    """
+    results: Results = {}
+    async with session(clients) as bare, session(clients) as full:
+        sessions = {"bare": bare, "full": full}
+        # Caches warm, signing keys fetched, everyone's platform id learnt (a database write
+        # the first time a person is seen): none of that is measured.
+        for app in ("bare", "full"):
+            await load(sessions[app], urls[app], batcher("help")(app, everyone), 1, b"", statuses)
+            for kind in kinds:
+                await load(sessions[app], urls[app], batcher(kind)(app, warm), 1, b"", statuses)
+        if settle is not None:
+            await settle("full")
+        for kind in kinds:
+            for mode, count, size, width in (
+                ("sequential", sequential, 1, 1),
+                (f"{clients} concurrent", rounds, clients, clients),
+            ):
+                runs = await interleaved(
+                    sessions,
+                    urls,
+                    batcher(kind),
+                    rounds=count,
+                    size=size,
+                    clients=width,
+                    expect=expect(kind),
+                    statuses=statuses,
+                    settle=settle,
+                )
+                for app, r in runs.items():
+                    results[(kind, mode, app)] = r
+    return results
+
+
 def seed(database_url: str, count: int) -> list[str]:
     """The bot's database, with `count` open disputes for Ben to acknowledge; their refs."""
     from bot.clock import FakeClock
@@ -218,9 +273,6 @@ def seed(database_url: str, count: int) -> list[str]:
     finally:
         core.store.dispose()
     return [f"ACK-2026-{i}" for i in range(1, count + 1)]
-
-
-Results = dict[tuple[str, str, str], Run]  # (kind, mode, app) -> run
 
 
 def table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -20,6 +20,7 @@ from pgserver import PostgresServer  # noqa: E402
 from bot.app import Core, build_core  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.config import Settings  # noqa: E402
+from bot.disputes import DisputeDetails  # noqa: E402
 
 # --- Databases --------------------------------------------------------------------------------
 # One PostgreSQL server per session, one fresh database per test. Nothing here skips: if the
@@ -90,3 +91,22 @@ def any_core(db_url: str, clock: FakeClock) -> Iterator[Core]:
     built = make_core(db_url, clock)
     yield built
     built.store.dispose()
+
+
+def dispute_details(**overrides: object) -> DisputeDetails:
+    """A typical disagreement: Amara Okafor (children's social care) with the NHS trust's
+    decision, Ben Carter named; `overrides` change any field."""
+    data: dict[str, object] = {
+        "raised_by": "amara.okafor",
+        "raising_agency": "cwc-childrens",
+        "receiving_agency": "rwt",
+        "receiving_person": "ben.carter",
+        "category": "threshold",
+        "case_ref": "CS-204611",
+        "decision": "The referral was closed with no further action.",
+        "reasons": "Three missed health appointments and a new injury reported by school.",
+        "outcome_sought": "A strategy discussion.",
+        "disagreement_date": date(2026, 11, 26),
+    }
+    data.update(overrides)
+    return DisputeDetails(**data)  # type: ignore[arg-type]

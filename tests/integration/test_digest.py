@@ -3,30 +3,15 @@ is exactly what it said when it rebuilt every open dispute, on both backends."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+
+from conftest import dispute_details as details
 
 from bot.app import Core
 from bot.clock import FakeClock
 from bot.digest import build_digest, horizon
-from bot.disputes import Action, DisputeDetails
+from bot.disputes import Action
 from bot.messages import Message
-
-
-def details(**overrides: object) -> DisputeDetails:
-    data: dict[str, object] = {
-        "raised_by": "amara.okafor",
-        "raising_agency": "cwc-childrens",
-        "receiving_agency": "rwt",
-        "receiving_person": "ben.carter",
-        "category": "threshold",
-        "case_ref": "CS-204611",
-        "decision": "The referral was closed with no further action.",
-        "reasons": "Three missed health appointments and a new injury reported by school.",
-        "outcome_sought": "A strategy discussion.",
-        "disagreement_date": date(2026, 11, 26),
-    }
-    data.update(overrides)
-    return DisputeDetails(**data)  # type: ignore[arg-type]
 
 
 def every_open_dispute(core: Core, now: datetime) -> Message:

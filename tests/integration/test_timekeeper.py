@@ -8,33 +8,17 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from conftest import EXAMPLE_CONFIG
+from conftest import dispute_details as details
 from sqlalchemy import select
 
 import bot.policies
 from bot.app import Core, build_core
 from bot.clock import FakeClock
 from bot.config import Settings
-from bot.disputes import Action, DisputeDetails
+from bot.disputes import Action
 from bot.flows.engine import FlowRunner
 from bot.messages import ActionId, Message
 from store.models import OutboxRow
-
-
-def details(**overrides: object) -> DisputeDetails:
-    data: dict[str, object] = {
-        "raised_by": "amara.okafor",
-        "raising_agency": "cwc-childrens",
-        "receiving_agency": "rwt",
-        "receiving_person": "ben.carter",
-        "category": "threshold",
-        "case_ref": "CS-204611",
-        "decision": "The referral was closed with no further action.",
-        "reasons": "Three missed health appointments and a new injury reported by school.",
-        "outcome_sought": "A strategy discussion.",
-        "disagreement_date": date(2026, 11, 26),
-    }
-    data.update(overrides)
-    return DisputeDetails(**data)  # type: ignore[arg-type]
 
 
 def outbox(core: Core) -> list[tuple[datetime, Message]]:

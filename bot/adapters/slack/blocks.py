@@ -97,8 +97,8 @@ def acted_blocks(original: list[dict[str, Any]], note: str) -> list[dict[str, An
 # ---- flows as modals ------------------------------------------------------------------------
 
 
-class _SerialisedOnce(Option):
-    """An option that serialises itself once, for the option lists every modal offers again.
+class _Once:
+    """Serialises itself once, for the option lists every modal offers again.
 
     slack_sdk's `to_dict` validates every element each time a view is serialised: for the
     intake modal, with the directory's people and agencies as options, 3-4 ms of CPU per
@@ -106,29 +106,19 @@ class _SerialisedOnce(Option):
     The dict given out is shared: it is serialised to JSON, never changed.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._serialised: dict[str, dict[str, Any]] = {}
-
     def to_dict(self, option_type: str = "block") -> dict[str, Any]:
-        done = self._serialised.get(option_type)
-        if done is None:
-            done = self._serialised[option_type] = super().to_dict(option_type)
-        return done
+        done: dict[str, dict[str, Any]] = self.__dict__.setdefault("_serialised", {})
+        if option_type not in done:
+            done[option_type] = super().to_dict(option_type)  # type: ignore[misc]
+        return done[option_type]
 
 
-class _GroupSerialisedOnce(OptionGroup):
-    """An option group that serialises itself once (see `_SerialisedOnce`)."""
+class _SerialisedOnce(_Once, Option):
+    """An option serialised once (see `_Once`)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._serialised: dict[str, dict[str, Any]] = {}
 
-    def to_dict(self, option_type: str = "block") -> dict[str, Any]:
-        done = self._serialised.get(option_type)
-        if done is None:
-            done = self._serialised[option_type] = super().to_dict(option_type)
-        return done
+class _GroupSerialisedOnce(_Once, OptionGroup):
+    """An option group serialised once (see `_Once`)."""
 
 
 Choices = tuple[tuple[str, str], ...]
