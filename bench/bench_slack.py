@@ -147,7 +147,7 @@ async def serve(kind: str, database_url: str, config: str, slack_url: str) -> No
         from bot import logs
         from bot.app import build_core
         from bot.config import Settings
-        from bot.web import build_server, make_web_app
+        from bot.web import build_server, freeze_startup_heap, make_web_app
 
         settings = Settings(
             database_url=database_url,
@@ -163,6 +163,7 @@ async def serve(kind: str, database_url: str, config: str, slack_url: str) -> No
         core = build_core(settings, migrate=False)
         server = build_server(core, tick=False)
         app = make_web_app(server)
+        freeze_startup_heap()  # as `serve` does
     else:
         app = bare_app(slack_url)
     runner = web.AppRunner(app, access_log=None)
@@ -386,7 +387,9 @@ def run(*, tiny: bool = False) -> lib.Section:
     d = section.data
     section.notes.append(
         "`/escalate` and the buttons are answered as soon as the request is read (Bolt's ack); "
-        "the rest happens after. For `/escalate` the person's intake is resumed and its modal "
+        "the rest happens after, once no other request is waiting for its answer "
+        "(bot/inflight.py: that work holds the GIL, and started earlier it made a round's "
+        "later answers wait). For `/escalate` the person's intake is resumed and its modal "
         "built and serialised on a worker thread, then views.open is called; for a click the "
         "acknowledgement is recorded (a transaction, on a worker thread), the message updated "
         "with chat.update and the outbox woken. Slack's clock stops at the ack; what the person "
@@ -405,7 +408,10 @@ def run(*, tiny: bool = False) -> lib.Section:
         "who sends many commands, which is not what is measured. Every click acknowledges a "
         "dispute of its own (bulk-copied into the database beforehand) and updates its message "
         "with chat.update; the run checks that the fake saw one views.open per `/escalate` and "
-        "a chat.update per click."
+        "a chat.update per click. The bot freezes its start-up heap out of the garbage "
+        "collector as `serve` does (`freeze_startup_heap`); this process, standing in for "
+        "Slack, times with its own collector off, so that neither side's full collections "
+        "(tens of milliseconds each) are counted as latency."
     )
     section.notes.append(
         "The fake Slack API checks every view and message's blocks as Slack would (Block Kit "

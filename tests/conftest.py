@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -110,3 +111,15 @@ def dispute_details(**overrides: object) -> DisputeDetails:
     }
     data.update(overrides)
     return DisputeDetails(**data)  # type: ignore[arg-type]
+
+
+async def wait_until(
+    condition: Callable[[], object], what: str, seconds: float = 30.0, every: float = 0.05
+) -> None:
+    """Poll a condition while the loop keeps serving: a bounded wait for another task or process."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(every)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from alembic import command
-from conftest import EXAMPLE_CONFIG, REPO
+from conftest import EXAMPLE_CONFIG, REPO, wait_until
 from fakes.slack_api import FakeSlackApi
 from sqlalchemy import select, text
 
@@ -188,16 +188,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-async def wait_until(condition: object, what: str, seconds: float = 30.0) -> None:
-    """Poll a condition while the fake keeps serving (a bounded wait for another process)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while not condition():  # type: ignore[operator]
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_sigterm_in_a_busy_outbox_loses_and_repeats_nothing(

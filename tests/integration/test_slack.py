@@ -3,6 +3,7 @@ Slack Web API on 127.0.0.1 that checks tokens, arguments and Block Kit limits.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from fakes.slack_signing import app_home_opened_body, signed_headers, slash_command_body
 from slackbot import (
     SECRET,
@@ -258,6 +260,40 @@ async def test_a_rate_limit_is_honoured_by_the_outbox(slack: SlackBot, clock: Fa
     await slack.deliver()
     posted = slack.api.messages_in("C0DISPUTES")
     assert [m.thread_ts is None for m in posted] == [True, False]
+
+
+async def test_the_modal_waits_until_every_request_in_flight_has_its_answer(
+    slack: SlackBot,
+) -> None:
+    # A request still arriving (its body half sent) is counted as waiting for its answer; the
+    # modal of an /escalate answered meanwhile is built and opened only once that one is too.
+    slack.server.inflight.patience = 60
+    await slack.command("help", user=AMARA)  # Amara known by her Slack id: no users.info
+    late = slash_command_body(text="help", user_id=BEN)
+    head = (
+        f"POST /slack/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(late)}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in signed_headers(SECRET, late).items())
+        + "\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection(slack.client.host, slack.client.port)
+    try:
+        writer.write(head + late[:10])
+        await writer.drain()
+        await wait_until(lambda: slack.server.inflight.waiting, "its headers read", every=0.001)
+        response = await slack.command("", user=AMARA, settle=False)
+        assert response.status == 200  # Slack has its answer at once
+        await wait_until(lambda: slack.server.inflight.held, "the listener parked", every=0.001)
+        assert slack.api.calls_to("views.open") == []
+        writer.write(late[10:])
+        await writer.drain()
+        answer = await reader.readuntil(b"escalate list")
+        assert answer.startswith(b"HTTP/1.1 200")
+        await slack.server.settle()
+        (opened,) = slack.api.calls_to("views.open")
+        assert view_of(opened)["callback_id"] == "intake"
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def test_slack_is_answered_in_time_even_when_the_database_is_slow(

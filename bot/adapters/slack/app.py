@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import re
-from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -42,6 +41,7 @@ from bot.conversation import Conversations, Reply
 from bot.directory import Person
 from bot.flows.actions import FROM_STAGE
 from bot.flows.engine import FlowRunner, Notice
+from bot.inflight import InFlight
 from bot.messages import ActionId, Message, Recipient
 from bot.ratelimit import RateLimiter
 from bot.service import Outcome
@@ -142,7 +142,13 @@ class SlackConversations:
             return
         if verb in COMMANDS:
             person, _ = await self.person(client, command["user_id"])
-            reply = await asyncio.to_thread(self.conversations.command, f"escalate {text}", person)
+            if verb == "help":
+                # Fixed text, no database: answered here rather than after a thread hop.
+                reply = self.conversations.command("escalate help", person)
+            else:
+                reply = await asyncio.to_thread(
+                    self.conversations.command, f"escalate {text}", person
+                )
             assert reply is not None
             payload = _reply_payload(reply)
             if not await ack(response_type="ephemeral", **payload):
@@ -577,27 +583,56 @@ def _reply_payload(reply: Reply) -> dict[str, Any]:
 
 
 class Ack:
-    """Bolt's ack, once: says whether this answer reached Slack (False once the budget ran out)."""
+    """Bolt's ack, once: says whether this answer reached Slack (False once the budget ran out).
 
-    def __init__(self, ack: Any) -> None:
+    A listener's `await ack()` returns once the answer is on its way and no other request is
+    waiting for its own (`InFlight.quiet`): what a listener does after its ack is slow work
+    that must not hold up anyone's answer.
+    """
+
+    def __init__(
+        self,
+        ack: Any,
+        answered: asyncio.Future[None],
+        quiet: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
         self._ack = ack
+        self._answered = answered
+        self._quiet = quiet
         self.done = False
-        self.answered = asyncio.Event()
 
     async def __call__(self, **kwargs: Any) -> bool:
+        if not await self.answer(**kwargs):
+            return False
+        if self._quiet is not None:
+            await self._quiet()
+        return True
+
+    async def answer(self, **kwargs: Any) -> bool:
+        """Answer Slack now, unless it already was."""
         if self.done:
             return False
         self.done = True
         await self._ack(**kwargs)
-        self.answered.set()
+        _settle(self._answered)
         return True
 
 
-class Budget:
-    """Runs a listener as a task; Slack is answered at its ack, or a plain ack after `seconds`."""
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
-    def __init__(self, seconds: float) -> None:
+
+class Budget:
+    """Runs a listener as a task; Slack is answered at its ack, or a plain ack after `seconds`.
+
+    `inflight`, if given, is the server's count of requests awaiting their answers: listeners'
+    work after an ack waits until those are answered.
+    """
+
+    def __init__(self, seconds: float, inflight: InFlight | None = None) -> None:
         self.seconds = seconds
+        self.inflight = inflight
         self.running: set[asyncio.Task[None]] = set()
 
     def wrap(
@@ -612,7 +647,9 @@ class Budget:
             command: dict[str, Any] | None = None,
             respond: Any = None,
         ) -> None:
-            once = Ack(ack)
+            loop = asyncio.get_running_loop()
+            answered: asyncio.Future[None] = loop.create_future()
+            once = Ack(ack, answered, self.inflight.quiet if self.inflight else None)
             kwargs: dict[str, Any] = {"ack": once, "body": body, "client": client}
             if command is not None:
                 kwargs.update(command=command, respond=respond)
@@ -623,13 +660,16 @@ class Budget:
             task.add_done_callback(_log_failure)
             # Answer Slack as soon as the listener has acked (what follows the ack, opening a
             # modal or updating a message, carries on in the background), or when the budget
-            # runs out, whichever is first.
-            answered = asyncio.create_task(once.answered.wait())
-            await asyncio.wait({task, answered}, timeout=self.seconds, return_when=FIRST_COMPLETED)
-            answered.cancel()
+            # runs out, whichever is first. One future and a timer: this runs for every request.
+            task.add_done_callback(lambda _: _settle(answered))
+            timer = loop.call_later(self.seconds, _settle, answered)
+            try:
+                await answered
+            finally:
+                timer.cancel()
             if not once.done:
                 # Slack must hear from us in time; the listener finishes in the background.
-                await once()
+                await once.answer()
 
         return run
 

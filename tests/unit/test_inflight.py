@@ -1,0 +1,92 @@
+"""InFlight and the Slack Budget: work after an ack waits until every request has its answer."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from bot.adapters.slack.app import Budget
+from bot.inflight import InFlight
+from bot.web import freeze_startup_heap
+
+
+async def test_quiet_returns_at_once_when_no_request_is_waiting() -> None:
+    inflight = InFlight(patience=60)
+    assert await inflight.quiet() is True
+    assert inflight.held == 0
+
+
+async def test_quiet_waits_for_the_last_request_in_flight() -> None:
+    inflight = InFlight(patience=60)
+    first, second = inflight.request(), inflight.request()
+    first.__enter__()
+    second.__enter__()
+    waiter = asyncio.create_task(inflight.quiet())
+    await asyncio.sleep(0)
+    assert inflight.held == 1 and not waiter.done()
+    first.__exit__(None, None, None)
+    await asyncio.sleep(0)
+    assert not waiter.done(), "one request is still waiting for its answer"
+    second.__exit__(None, None, None)
+    assert await waiter is True
+    assert inflight.held == 0 and inflight.waiting == 0
+
+
+async def test_quiet_gives_up_after_its_patience() -> None:
+    # A steady stream of requests must not hold the work back for ever.
+    inflight = InFlight(patience=0)
+    with inflight.request():
+        assert await inflight.quiet() is False
+    assert inflight.held == 0
+
+
+async def test_a_listeners_work_after_its_ack_waits_for_other_answers() -> None:
+    inflight = InFlight(patience=60)
+    budget = Budget(2.0, inflight)
+    events: list[str] = []
+
+    async def bolt_ack(**kwargs: Any) -> None:
+        events.append("acked")
+
+    async def listener(ack: Any, body: dict[str, Any], client: Any) -> None:
+        assert await ack() is True
+        events.append("work")
+
+    with inflight.request():  # another request, still being answered
+        await budget.wrap(listener)(ack=bolt_ack, body={}, client=None)
+        # Bolt has its answer; the listener is parked until the other request has its own.
+        assert events == ["acked"]
+        assert inflight.held == 1
+    await budget.settle()
+    assert events == ["acked", "work"]
+
+
+async def test_the_budget_answers_for_a_listener_that_is_slow_to_ack() -> None:
+    inflight = InFlight(patience=60)
+    budget = Budget(0.01, inflight)
+    release = asyncio.Event()
+    events: list[str] = []
+
+    async def bolt_ack(**kwargs: Any) -> None:
+        events.append("acked")
+
+    async def listener(ack: Any, body: dict[str, Any], client: Any) -> None:
+        await release.wait()
+        events.append("late ack refused" if not await ack() else "acked twice")
+
+    with inflight.request():
+        # The budget's own ack does not wait for quiet (its request is the one in flight).
+        await budget.wrap(listener)(ack=bolt_ack, body={}, client=None)
+        assert events == ["acked"]
+    release.set()
+    await budget.settle()
+    assert events == ["acked", "late ack refused"]
+
+
+def test_freezing_the_startup_heap_exempts_it_from_collection() -> None:
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
