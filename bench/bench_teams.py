@@ -163,12 +163,13 @@ async def serve(kind: str, database_url: str, config: str, openid_url: str, bot_
     if kind == "full":
         from bot import logs
         from bot.app import build_core
-        from bot.web import build_server, make_web_app
+        from bot.web import build_server, freeze_startup_heap, make_web_app
 
         logs.configure(settings.log_level, "json")  # as `serve` does: a JSON line per request
         core = build_core(settings, migrate=False)
         server = build_server(core, tick=False, teams_credentials=credentials(bot_token))
         app = make_web_app(server)
+        freeze_startup_heap()  # as `serve` does
     else:
 
         class Bare(ActivityHandler):

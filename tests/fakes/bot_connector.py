@@ -218,6 +218,8 @@ class FakeBotConnector:
         self.violations: list[str] = []
         self.members: dict[str, Member] = {}
         self.requests: list[tuple[str, str]] = []
+        # Where each API call came from: distinct peers are the connections the bot opened.
+        self.peers: list[Any] = []
         self._failures: list[_Failure] = []
         self._ids = itertools.count(1_700_000_000_001)
         self._lock = threading.Lock()
@@ -428,6 +430,9 @@ class FakeBotConnector:
     def _authorised(self, request: web.Request) -> web.Response | None:
         with self._lock:
             self.requests.append((request.method, request.path))
+            self.peers.append(
+                request.transport.get_extra_info("peername") if request.transport else None
+            )
         header = request.headers.get("Authorization")
         if header != f"Bearer {self.bot_token}":
             self._violation(f"{request.method} {request.path}: Authorization is {header!r}")

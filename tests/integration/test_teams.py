@@ -31,6 +31,7 @@ from fakes.slack_signing import signed_headers, view_submission_body, view_submi
 from msrest.authentication import Authentication
 from sqlalchemy import event, select
 
+from bot.adapters.teams.clients import KeptClientsAuthentication
 from bot.adapters.teams.reach import still_to_open
 from bot.app import Core, build_core
 from bot.clock import FakeClock
@@ -754,6 +755,29 @@ async def test_a_proactive_ping_reaches_the_person_through_the_stored_reference(
     assert "WST-2026-0042" in ping.shown
     assert ping.activity["recipient"]["id"] == BEN.id
     assert ping.activity["summary"].startswith("Reminder")
+
+
+async def test_replies_and_proactive_sends_reuse_one_client_and_its_connections(
+    teams: Teams,
+) -> None:
+    # botbuilder builds a Bot Connector client (and a token client) for every turn and every
+    # proactive send; the bot keeps one per service URL, and its connections with it.
+    for _ in range(3):
+        await teams.say(BEN, "escalate help")
+    enqueue(teams, "ben.carter", "Reminder: WST-2026-0042 is due by Fri 27 Nov, 17:00.")
+    await teams.deliver()
+    assert len(teams.chat(BEN)) == 4
+    assert teams.server.teams is not None
+    auth = teams.server.teams.adapter.bot_framework_authentication
+    assert isinstance(auth, KeptClientsAuthentication)
+    assert len(auth.connectors) == 1 and len(auth.token_clients) == 1
+    sends = [
+        peer
+        for peer, (_, path) in zip(teams.fake.peers, teams.fake.requests, strict=True)
+        if path.startswith("/v3/conversations")
+    ]
+    assert len(sends) >= 4
+    assert len(set(sends)) < len(sends), "a new connection for every send"
 
 
 async def test_a_rate_limit_is_honoured_through_the_outbox(teams: Teams, clock: FakeClock) -> None:

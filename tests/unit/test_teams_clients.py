@@ -12,6 +12,7 @@ from fakes.bot_connector import CARD, FakeBotConnector
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot.adapters.teams.bot import teams_authentication
+from bot.adapters.teams.clients import KEPT, Kept
 from bot.config import Settings
 
 APP_ID = "5f0c1f7e-6b1d-4c2a-9e3f-00000000e5c1"
@@ -57,3 +58,21 @@ async def test_the_fake_connector_finds_a_bad_card_now_or_when_asked(later: bool
         else:
             assert response.status == 400 and fake.violations
             assert fake.check_cards() == []
+
+
+async def test_kept_clients_are_built_once_per_key_and_bounded() -> None:
+    kept = Kept()
+    built: list[str] = []
+
+    async def build(key: str) -> object:
+        built.append(key)
+        return object()
+
+    first = await kept.get(("a",), lambda: build("a"))
+    assert await kept.get(("a",), lambda: build("a")) is first
+    assert built == ["a"]
+    for i in range(KEPT):
+        await kept.get((str(i),), lambda i=i: build(str(i)))  # type: ignore[misc]
+    assert len(kept) == KEPT  # "a", the least recently used, made room
+    again = await kept.get(("a",), lambda: build("a"))
+    assert again is not first and built.count("a") == 2

@@ -26,14 +26,12 @@ from typing import Any
 from aiohttp import web
 from botbuilder.core import ActivityHandler, TurnContext, serializer_helper
 from botbuilder.core.teams import TeamsInfo
-from botbuilder.integration.aiohttp import (
-    CloudAdapter,
-    ConfigurationBotFrameworkAuthentication,
-)
+from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
 
 from bot.adapters.base import Platform
 from bot.adapters.teams import cards
+from bot.adapters.teams.clients import KeptClientsAuthentication, quicker_connector_clients
 from bot.adapters.teams.platform import (
     PLATFORM,
     TeamsPlatform,
@@ -818,7 +816,7 @@ def teams_authentication(settings: Settings, *, credentials_factory: Any = None)
         raise ValueError("MICROSOFT_APP_ID is not set")
     if credentials_factory is None and not settings.microsoft_app_password:
         raise ValueError("MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is not")
-    _quicker_connector_clients()
+    quicker_connector_clients()
     tenant = settings.microsoft_app_tenant_id
     configuration = SimpleNamespace(
         APP_ID=settings.microsoft_app_id,
@@ -826,24 +824,8 @@ def teams_authentication(settings: Settings, *, credentials_factory: Any = None)
         APP_TENANTID=tenant,
         APP_TYPE="SingleTenant" if tenant else "MultiTenant",
     )
-    return ConfigurationBotFrameworkAuthentication(
-        configuration, credentials_factory=credentials_factory
-    )
-
-
-def _quicker_connector_clients() -> None:
-    """Make msrest's client set-up cheap: the same retry codes, found in a set, not a list.
-
-    Every Bot Connector and token client msrest builds (CloudAdapter builds two for each
-    turn and each proactive send) tests 999 status codes against a 500-item list: 5 ms of
-    CPU on the event loop each time, a quarter of a whole turn. As a frozenset the codes are
-    the same and the test is quick.
-    """
-    from msrest.universal_http.requests import ClientRetryPolicy
-
-    codes = ClientRetryPolicy.safe_codes
-    if not isinstance(codes, frozenset):
-        ClientRetryPolicy.safe_codes = frozenset(codes)  # type: ignore[assignment]
+    # Clients built once and reused, not two for every turn (bot/adapters/teams/clients.py).
+    return KeptClientsAuthentication(configuration, credentials_factory=credentials_factory)
 
 
 def build_teams(
