@@ -78,6 +78,9 @@ class Server:
 
     async def _send_now(self) -> None:
         assert self.dispatcher is not None
+        # Sending is CPU work on the loop (serialising cards and blocks): the requests being
+        # answered go first, the one that kicked included (bot/inflight.py).
+        await self.inflight.quiet()
         while True:
             self._kicked_again = False
             report = await self.dispatcher.run_once()

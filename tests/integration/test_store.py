@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, func, inspect, select, text, update
+from sqlalchemy import Engine, event, func, inspect, select, text, update
 from sqlalchemy.orm import Session
 
 from bot.app import Core, build_core
@@ -367,6 +367,34 @@ def test_a_copy_that_went_stale_inside_the_saving_transaction_raises_conflict(
         core.store.dispose()
     assert types[-1] == "Acknowledged"
     assert "NoteAdded" not in types
+
+
+def test_an_acknowledgement_reads_its_dispute_once_and_its_policy_not_at_all(
+    any_core: Core,
+) -> None:
+    # The row locked to load the dispute is the row saved: not read a second time. A policy
+    # read from the database is known to be there: its snapshot is not looked up again.
+    ref = open_one(any_core).ref
+    with any_core.store.unit() as session:
+        any_core.store.load(session, ref)  # the policy, read once
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(any_core.store.engine, "before_cursor_execute", record)
+    try:
+        assert any_core.service.act(ref, "ben.carter", Action.ACKNOWLEDGE).ok
+    finally:
+        event.remove(any_core.store.engine, "before_cursor_execute", record)
+    selects = [s for s in statements if s.startswith("SELECT")]
+    assert len([s for s in selects if " FROM disputes " in f"{s} "]) == 1, selects
+    assert not [s for s in selects if "policy_snapshots" in s], selects
+    # Each kind of row inserted in one statement, whatever the number of rows.
+    inserts = [s.split()[2] for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == len(set(inserts)), inserts
+    with any_core.store.unit() as session:
+        assert [e.type for e in any_core.store.events(session, ref)][-1] == "Acknowledged"
 
 
 # --- the record: events, hash-chained -----------------------------------------------------

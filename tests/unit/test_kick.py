@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from conftest import wait_until
+
+from bot.inflight import InFlight
 from bot.outbox import DispatchReport
 from bot.web import Server
 
@@ -43,5 +46,18 @@ async def test_a_kick_with_nothing_running_sends_at_once() -> None:
     dispatcher.release.set()
     server = Server(core=Any, dispatcher=dispatcher)  # type: ignore[arg-type]
     server.kick()
+    await server.settle()
+    assert dispatcher.passes == 1
+
+
+async def test_a_kick_sends_once_the_requests_in_flight_have_their_answers() -> None:
+    # Sending is CPU work on the event loop: the request that kicked is answered first.
+    dispatcher = SlowDispatcher()
+    dispatcher.release.set()
+    server = Server(core=Any, dispatcher=dispatcher, inflight=InFlight(patience=60))  # type: ignore[arg-type]
+    with server.inflight.request():
+        server.kick()
+        await wait_until(lambda: server.inflight.held, "the kick to wait", every=0)
+        assert dispatcher.passes == 0
     await server.settle()
     assert dispatcher.passes == 1
