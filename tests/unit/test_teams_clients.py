@@ -4,15 +4,22 @@ but never skipped."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
+from botbuilder.schema import Activity, Attachment
+from botframework.connector.aio import ConnectorClient
 from fakes.bot_connector import CARD, FakeBotConnector
+from msrest.authentication import BasicTokenAuthentication
+from msrest.serialization import Serializer
 from msrest.universal_http.requests import ClientRetryPolicy
 
+from bot.adapters.teams import cards
 from bot.adapters.teams.bot import teams_authentication
-from bot.adapters.teams.clients import KEPT, Kept
+from bot.adapters.teams.clients import KEPT, Kept, plain_json_objects
+from bot.app import Core
 from bot.config import Settings
 
 APP_ID = "5f0c1f7e-6b1d-4c2a-9e3f-00000000e5c1"
@@ -76,3 +83,26 @@ async def test_kept_clients_are_built_once_per_key_and_bounded() -> None:
     assert len(kept) == KEPT  # "a", the least recently used, made room
     again = await kept.get(("a",), lambda: build("a"))
     assert again is not first and built.count("a") == 2
+
+
+def test_cards_serialise_exactly_as_msrest_would(core: Core) -> None:
+    # The intake form (the largest card) and a submit's value, through the client's fast path
+    # and through msrest's own serializer: the same JSON.
+    runner = core.conversations.resume(
+        "t:1", core.service.directory.person("amara.okafor"), display_name="Amara Okafor"
+    )
+    card = cards.flow_card(runner, title="Log a disagreement", submit_title="Log it", data={})
+    activity = Activity(
+        type="message",
+        text="Log a disagreement",
+        attachments=[Attachment(content_type=CARD, content=card)],
+        value={"form": "intake", "shown": ["scope"], "count": 3, "ok": True, "none": None},
+        channel_data={"at": datetime(2026, 11, 26, 10, 0, tzinfo=UTC)},  # not plain JSON
+    )
+    client = ConnectorClient(BasicTokenAuthentication({"access_token": "t"}), "http://x/")
+    stock = Serializer(dict(client._serialize.dependencies)).body(activity, "Activity")
+    plain_json_objects(client)
+    assert client._serialize.serialize_type["object"] != client._serialize.serialize_object
+    assert client._serialize.body(activity, "Activity") == stock
+    assert stock["attachments"][0]["content"] == card
+    assert stock["channelData"]["at"] == "2026-11-26T10:00:00.000Z"

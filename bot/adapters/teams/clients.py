@@ -12,6 +12,7 @@ session, so sharing a client between turns in flight is safe.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -74,7 +75,13 @@ class _KeptConnectors(ConnectorFactory):
         # a reply's, which names that scope.
         scope = audience or getattr(self._inner, "_to_channel_from_bot_oauth_scope", "")
         key = (self._app_id, service_url, str(scope or ""))
-        return await self._kept.get(key, lambda: self._inner.create(service_url, audience))
+
+        async def build() -> Any:
+            client = await self._inner.create(service_url, audience)
+            plain_json_objects(client)
+            return client
+
+        return await self._kept.get(key, build)
 
 
 class KeptClientsAuthentication(ConfigurationBotFrameworkAuthentication):
@@ -124,3 +131,28 @@ def quicker_connector_clients() -> None:
     codes = ClientRetryPolicy.safe_codes
     if not isinstance(codes, frozenset):
         ClientRetryPolicy.safe_codes = frozenset(codes)  # type: ignore[assignment]
+
+
+def plain_json_objects(client: Any) -> None:
+    """Serialise a client's free-form JSON (a card, a submit's value) as JSON, not node by node.
+
+    msrest walks an `object`-typed value (an Adaptive Card, a few hundred nodes) one node at
+    a time in Python, type checks and all: about a millisecond of event-loop CPU per card sent.
+    For plain JSON its result is a copy of the value, which json's C code makes in a fraction
+    of that. Anything that is not plain JSON (a date, a model) still goes through msrest.
+    """
+    serializer = getattr(client, "_serialize", None)
+    types = getattr(serializer, "serialize_type", None)
+    if not isinstance(types, dict) or "object" not in types:
+        return  # not the msrest this was written for: left as it is
+    walk = types["object"]
+
+    def serialize_object(attr: Any, **kwargs: Any) -> Any:
+        if type(attr) is dict or type(attr) is list:
+            try:
+                return json.loads(json.dumps(attr, allow_nan=False))
+            except (TypeError, ValueError):
+                pass
+        return walk(attr, **kwargs)
+
+    types["object"] = serialize_object
