@@ -397,6 +397,39 @@ def test_an_acknowledgement_reads_its_dispute_once_and_its_policy_not_at_all(
         assert [e.type for e in any_core.store.events(session, ref)][-1] == "Acknowledged"
 
 
+def test_writers_in_one_process_queue_for_sqlite_instead_of_polling_its_lock(core: Core) -> None:
+    # With SQLite's own wait switched off, eight acknowledgements at once would fail with
+    # "database is locked" if they met at the database; they queue in the store instead.
+    refs = [open_one(core).ref for _ in range(8)]
+    engine = core.store.engine
+    engine.dispose()
+
+    def no_waiting(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+    event.listen(engine, "connect", no_waiting)
+    start = threading.Barrier(len(refs))
+    outcomes: list[Any] = []
+
+    def acknowledge(ref: str) -> None:
+        start.wait()
+        outcomes.append(core.service.act(ref, "ben.carter", Action.ACKNOWLEDGE))
+
+    workers = [threading.Thread(target=acknowledge, args=(ref,)) for ref in refs]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    finally:
+        event.remove(engine, "connect", no_waiting)
+    assert len(outcomes) == len(refs)
+    assert all(o.ok for o in outcomes), [o.text for o in outcomes if not o.ok]
+    with core.store.unit() as session:
+        for ref in refs:
+            assert core.store.events(session, ref)[-1].type == "Acknowledged"
+
+
 # --- the record: events, hash-chained -----------------------------------------------------
 
 
