@@ -12,6 +12,7 @@ message or the command's response_url. Messages to others go through the outbox,
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from bot.adapters.slack.blocks import (
     notice_view,
     view_values,
 )
-from bot.conversation import Conversations, Reply
+from bot.conversation import HELP, Conversations, Reply
 from bot.directory import Person
 from bot.flows.actions import FROM_STAGE
 from bot.flows.engine import FlowRunner, Notice
@@ -143,14 +144,14 @@ class SlackConversations:
         if verb in COMMANDS:
             person, _ = await self.person(client, command["user_id"])
             if verb == "help":
-                # Fixed text, no database: answered here rather than after a thread hop.
-                reply = self.conversations.command("escalate help", person)
+                # Fixed text, no database: answered here, its blocks built once.
+                payload = _help_payload()
             else:
                 reply = await asyncio.to_thread(
                     self.conversations.command, f"escalate {text}", person
                 )
-            assert reply is not None
-            payload = _reply_payload(reply)
+                assert reply is not None
+                payload = _reply_payload(reply)
             if not await ack(response_type="ephemeral", **payload):
                 await respond(response_type="ephemeral", **payload)
             return
@@ -572,6 +573,11 @@ def _button(callback_id: Any) -> ActionId | None:
 def _instant(button: ActionId) -> dict[str, Any]:
     """Answers for buttons whose action needs no questions."""
     return {}
+
+
+@functools.cache
+def _help_payload() -> dict[str, Any]:
+    return _reply_payload(Reply(HELP))
 
 
 def _reply_payload(reply: Reply) -> dict[str, Any]:
