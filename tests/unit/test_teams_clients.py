@@ -4,6 +4,8 @@ but never skipped."""
 
 from __future__ import annotations
 
+import copy
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from msrest.universal_http.requests import ClientRetryPolicy
 from bot.adapters.teams import cards
 from bot.adapters.teams.bot import teams_authentication
 from bot.adapters.teams.clients import KEPT, Kept, plain_json_objects
+from bot.adapters.teams.platform import card_activity
 from bot.app import Core
 from bot.config import Settings
 
@@ -106,3 +109,17 @@ def test_cards_serialise_exactly_as_msrest_would(core: Core) -> None:
     assert client._serialize.body(activity, "Activity") == stock
     assert stock["attachments"][0]["content"] == card
     assert stock["channelData"]["at"] == "2026-11-26T10:00:00.000Z"
+
+
+def test_a_card_on_its_way_out_is_shared_by_botbuilders_copy_not_copied(core: Core) -> None:
+    runner = core.conversations.resume("t:1", None, display_name="Sam Stranger")
+    card = cards.flow_card(runner, title="Log a disagreement", submit_title="Log it", data={})
+    activity = card_activity(card, "Log a disagreement")
+    copied = copy.deepcopy(activity)  # what TurnContext.send_activities does to each activity
+    assert copied is not activity and copied.attachments[0] is not activity.attachments[0]
+    assert copied.attachments[0].content is activity.attachments[0].content
+    client = ConnectorClient(BasicTokenAuthentication({"access_token": "t"}), "http://x/")
+    plain_json_objects(client)
+    sent = client._serialize.body(copied, "Activity")["attachments"][0]["content"]
+    assert type(sent) is dict and sent == card
+    assert json.loads(json.dumps(sent)) == card

@@ -148,7 +148,7 @@ def plain_json_objects(client: Any) -> None:
     walk = types["object"]
 
     def serialize_object(attr: Any, **kwargs: Any) -> Any:
-        if type(attr) is dict or type(attr) is list:
+        if isinstance(attr, (dict, list)):
             try:
                 return json.loads(json.dumps(attr, allow_nan=False))
             except (TypeError, ValueError):

@@ -85,11 +85,20 @@ def from_reference(reference: Any) -> dict[str, Any]:
     return data
 
 
+class SentCard(dict[str, Any]):
+    """A card on its way out: botbuilder deep-copies every activity it sends, and a card
+    (the intake form is 8 kB of JSON) is built for one send and never changed after, so its
+    copy is itself. Half a millisecond of event-loop CPU less for each intake form."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SentCard:
+        return self
+
+
 def card_activity(card: dict[str, Any], summary: str) -> Any:
     """A message activity carrying one Adaptive Card."""
     return Activity(
         type=ActivityTypes.message,
-        attachments=[Attachment(content_type=CONTENT_TYPE, content=card)],
+        attachments=[Attachment(content_type=CONTENT_TYPE, content=SentCard(card))],
         summary=plain(summary)[:200],
     )
 
