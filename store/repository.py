@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.disputes import OPEN_STATUSES, Dispute, Event, from_data, to_data
 from bot.messages import Message
 from bot.policy import Policy, policy_from_snapshot
-from store.db import make_engine
+from store.db import BUSY_SECONDS, make_engine
 from store.models import (
     AgreedActionRow,
     CounterRow,
@@ -127,8 +127,8 @@ class Store:
         # instead, each woken as the one before finishes; SQLite's own wait is left for
         # other processes. Re-entrant, so a unit opened inside another in the same thread
         # behaves as it did before. PostgreSQL locks rows, not the database: no queue there.
-        self._writers: AbstractContextManager[Any] = (
-            nullcontext() if self.is_postgres else threading.RLock()
+        self.writers: AbstractContextManager[Any] = (
+            nullcontext() if self.is_postgres else _WriterQueue(BUSY_SECONDS)
         )
         # Applied to every message as it is queued (the app sets it to copy channel posts to
         # each platform the channel is on); None leaves messages as they are.
@@ -146,7 +146,7 @@ class Store:
     @contextmanager
     def unit(self) -> Iterator[Session]:
         """A transaction: committed if the block succeeds, rolled back if it raises."""
-        with self._writers, self._sessions.begin() as session:
+        with self.writers, self._sessions.begin() as session:
             yield session
 
     @contextmanager
@@ -718,6 +718,23 @@ def _refuse_writes(session: Session, _context: Any, _instances: Any) -> None:
     # locked" under load, or be mistaken for a read. Use Store.unit for anything that writes.
     if session.new or session.dirty or session.deleted:
         raise RuntimeError("a reading unit of work may not write; use Store.unit()")
+
+
+class _WriterQueue:
+    """One writer at a time in this process, waited for no longer than SQLite itself would."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._lock = threading.RLock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(timeout=self.seconds):
+            raise TimeoutError(
+                f"the database stayed busy for {self.seconds:g} s; nothing was changed"
+            )
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 def _insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:

@@ -430,6 +430,31 @@ def test_writers_in_one_process_queue_for_sqlite_instead_of_polling_its_lock(cor
             assert core.store.events(session, ref)[-1].type == "Acknowledged"
 
 
+def test_a_writer_that_cannot_get_its_turn_gives_up_plainly_and_changes_nothing(
+    core: Core,
+) -> None:
+    ref = open_one(core).ref
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with core.store.unit():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(30)
+    core.store.writers.seconds = 0  # as if SQLite's 30 s had passed
+    try:
+        with pytest.raises(TimeoutError, match="nothing was changed"):
+            core.service.act(ref, "ben.carter", Action.ACKNOWLEDGE)
+    finally:
+        release.set()
+        holder.join(30)
+    with core.store.unit() as session:
+        assert "Acknowledged" not in [e.type for e in core.store.events(session, ref)]
+
+
 # --- the record: events, hash-chained -----------------------------------------------------
 
 
