@@ -39,6 +39,7 @@ class Kept:
         self._clients: OrderedDict[tuple[str, ...], Any] = OrderedDict()
 
     async def get(self, key: tuple[str, ...], build: Callable[[], Awaitable[T]]) -> T:
+        """The client kept for `key`, built with `build` the first time."""
         client = self._clients.get(key)
         if client is None:
             client = await build()
