@@ -205,6 +205,16 @@ def test_answers_given_are_prefilled(core: Core) -> None:
     assert all("(" not in c["title"] for c in inputs["other_person"]["choices"])
 
 
+def test_choice_titles_are_escaped_on_every_form_not_only_the_first() -> None:
+    # Titles are escaped once each and remembered: the second form must be as safe as the first.
+    pairs = [("x", "Dr <at>Boss</at> [click](https://evil.example)"), ("y", "Plain Name")]
+    for _ in range(2):
+        first, plain_one = cards._choices(pairs)
+        assert first["title"] == cards.escape(pairs[0][1])
+        assert "<at>" not in first["title"] and "](" not in first["title"]
+        assert plain_one == {"title": "Plain Name", "value": "y"}
+
+
 def test_form_values_drop_the_bots_own_keys() -> None:
     value = {"form": "intake", "shown": ["a"], "risk_alerted": True, "case_ref": "CS-1", "ref": "X"}
     assert cards.form_values(value) == {"case_ref": "CS-1"}
