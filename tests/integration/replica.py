@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from select import select as wait_readable
 from typing import IO, Any
@@ -26,35 +26,16 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # run as a script, for fakes.platform
 
+from conftest import EXAMPLE_CONFIG, dispute_details  # noqa: E402
 from fakes.platform import HttpPlatform  # noqa: E402
 from sqlalchemy import and_, func, or_, select  # noqa: E402
 
 from bot.app import Core, build_core  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.disputes import DisputeDetails  # noqa: E402
 from bot.outbox import Dispatcher  # noqa: E402
 from bot.scheduler import Timekeeper  # noqa: E402
 from store.models import OutboxRow  # noqa: E402
-
-EXAMPLE_CONFIG = TESTS.parent / "examples" / "partnership.yaml"
-
-
-def details() -> DisputeDetails:
-    """The disagreement every dispute in these tests is about."""
-    return DisputeDetails(
-        raised_by="amara.okafor",
-        raising_agency="cwc-childrens",
-        receiving_agency="rwt",
-        receiving_person="ben.carter",
-        category="threshold",
-        case_ref="CS-204611",
-        decision="The referral was closed with no further action.",
-        reasons="Three missed health appointments and a new injury reported by school.",
-        outcome_sought="A strategy discussion.",
-        disagreement_date=date(2026, 11, 26),
-    )
-
 
 # ---- the child -----------------------------------------------------------------------------
 
@@ -95,7 +76,7 @@ async def _work(
     """Open disputes, then tick until nothing claimable is left; what was done."""
     opened = []
     for _ in range(opening):
-        outcome = core.service.open(details())
+        outcome = core.service.open(dispute_details())
         assert outcome.ok and outcome.dispute is not None, outcome.text
         opened.append(outcome.dispute.ref)
 

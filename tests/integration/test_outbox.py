@@ -5,16 +5,16 @@ idempotent re-sends. Time moves only on the FakeClock."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
-from conftest import make_core
+from conftest import dispute_details, make_core
 from fakes.platform import FakePlatform
 from sqlalchemy import select
 
 from bot.app import Core
 from bot.clock import FakeClock
-from bot.disputes import Action, DisputeDetails
+from bot.disputes import Action
 from bot.messages import Message, Recipient
 from bot.outbox import ALERT_PREFIX, BASE_DELAY, LEASE, MAX_ATTEMPTS, MAX_DELAY, Dispatcher
 from store.models import OutboxRow
@@ -41,20 +41,7 @@ def dispatcher(core: Core, platform: FakePlatform) -> Dispatcher:
 
 
 def open_dispute(core: Core) -> str:
-    outcome = core.service.open(
-        DisputeDetails(
-            raised_by="amara.okafor",
-            raising_agency="cwc-childrens",
-            receiving_agency="rwt",
-            receiving_person="ben.carter",
-            category="threshold",
-            case_ref="CS-204611",
-            decision="The referral was closed with no further action.",
-            reasons="Three missed health appointments and a new injury reported by school.",
-            outcome_sought="A strategy discussion.",
-            disagreement_date=date(2026, 11, 26),
-        )
-    )
+    outcome = core.service.open(dispute_details())
     assert outcome.ok and outcome.dispute is not None, outcome.text
     return outcome.dispute.ref
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXAMPLE_CONFIG
+from conftest import EXAMPLE_CONFIG, dispute_details
 from sqlalchemy import delete, select, update
 
 import bot.cli
@@ -29,7 +29,7 @@ from bot.archive import Archive
 from bot.cli import main
 from bot.clock import FakeClock
 from bot.conversation import Conversations
-from bot.disputes import Action, DisputeDetails
+from bot.disputes import Action
 from bot.messages import ActionId, Message
 from bot.records import REMOVED
 from store.models import DisputeRow, EventRow, OutboxRow
@@ -46,25 +46,8 @@ def at(day: int, hour: int, minute: int = 0, month: int = 12, year: int = 2026) 
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
-def details(**overrides: Any) -> DisputeDetails:
-    data: dict[str, Any] = {
-        "raised_by": "amara.okafor",
-        "raising_agency": "cwc-childrens",
-        "receiving_agency": "rwt",
-        "receiving_person": "ben.carter",
-        "category": "threshold",
-        "case_ref": "CS-204611",
-        "decision": "The referral was closed with no further action.",
-        "reasons": "Three missed health appointments and a new injury reported by school.",
-        "outcome_sought": "A strategy discussion.",
-        "disagreement_date": date(2026, 11, 26),
-    }
-    data.update(overrides)
-    return DisputeDetails(**data)
-
-
 def open_dispute(core: Core, **overrides: Any) -> str:
-    outcome = core.service.open(details(**overrides))
+    outcome = core.service.open(dispute_details(**overrides))
     assert outcome.ok and outcome.dispute is not None, outcome.text
     return outcome.dispute.ref
 
