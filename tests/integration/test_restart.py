@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import START, make_core
+from conftest import START, dispute_details, make_core
 from fakes.platform import FakePlatformServer, HttpPlatform
-from replica import Replica, details
+from replica import Replica
 from sqlalchemy import select
 
 from bot.app import Core
@@ -44,7 +44,7 @@ def api() -> Iterator[FakePlatformServer]:
 def open_disputes(core: Core) -> list[str]:
     refs = []
     for _ in range(DISPUTES):
-        outcome = core.service.open(details())
+        outcome = core.service.open(dispute_details())
         assert outcome.ok and outcome.dispute is not None, outcome.text
         refs.append(outcome.dispute.ref)
     return refs
