@@ -13,14 +13,16 @@ import aiohttp
 import pytest
 from botbuilder.schema import Activity, Attachment
 from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import ClaimsIdentity
 from fakes.bot_connector import CARD, FakeBotConnector
 from msrest.authentication import BasicTokenAuthentication
-from msrest.serialization import Serializer
+from msrest.exceptions import ValidationError
+from msrest.serialization import Model, Serializer
 from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot.adapters.teams import cards
 from bot.adapters.teams.bot import teams_authentication
-from bot.adapters.teams.clients import KEPT, Kept, plain_json_objects
+from bot.adapters.teams.clients import KEPT, Kept, plain_json_objects, unchecked_bodies
 from bot.adapters.teams.platform import card_activity
 from bot.app import Core
 from bot.config import Settings
@@ -107,6 +109,8 @@ def test_cards_serialise_exactly_as_msrest_would(core: Core) -> None:
     plain_json_objects(client)
     assert client._serialize.serialize_type["object"] != client._serialize.serialize_object
     assert client._serialize.body(activity, "Activity") == stock
+    assert unchecked_bodies(client) and not client._serialize.client_side_validation
+    assert client._serialize.body(activity, "Activity") == stock
     assert stock["attachments"][0]["content"] == card
     assert stock["channelData"]["at"] == "2026-11-26T10:00:00.000Z"
 
@@ -123,3 +127,35 @@ def test_a_card_on_its_way_out_is_shared_by_botbuilders_copy_not_copied(core: Co
     sent = client._serialize.body(copied, "Activity")["attachments"][0]["content"]
     assert type(sent) is dict and sent == card
     assert json.loads(json.dumps(sent)) == card
+
+
+def test_bodies_stay_checked_when_a_model_declares_a_rule() -> None:
+    client = ConnectorClient(BasicTokenAuthentication({"access_token": "t"}), "http://x/")
+
+    class Ruled(Model):  # a model as a later botbuilder might declare one
+        _validation = {"id": {"required": True}}  # noqa: RUF012 (as msrest declares it)
+        _attribute_map = {"id": {"key": "id", "type": "str"}}  # noqa: RUF012
+
+        def __init__(self, id: str | None = None) -> None:
+            super().__init__()
+            self.id = id
+
+    client._serialize.dependencies["Ruled"] = Ruled
+    assert not unchecked_bodies(client)
+    assert client._serialize.client_side_validation
+    with pytest.raises(ValidationError):
+        client._serialize.body(Ruled(), "Ruled")  # the check still catches what it is for
+
+
+async def test_the_kept_connector_clients_skip_the_empty_check(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/x.db",
+        microsoft_app_id=APP_ID,
+        microsoft_app_password="secret",
+    )
+    auth = teams_authentication(settings)
+    identity = ClaimsIdentity({"aud": APP_ID, "appid": APP_ID}, True)
+    factory = auth.create_connector_factory(identity)
+    client = await factory.create("http://127.0.0.1:9/", None)
+    assert client._serialize.client_side_validation is False
+    assert await factory.create("http://127.0.0.1:9/", None) is client
