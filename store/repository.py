@@ -44,6 +44,8 @@ from store.models import (
 GENESIS = "0" * 64
 # Where a session keeps the dispute rows it has locked, by reference, for `save` to update.
 ROWS = "dispute_rows"
+# session.info key: ref -> the deadline and agreed-action rows of each dispute loaded locked.
+PROJECTIONS = "dispute_projections"
 
 
 class NotFound(LookupError):
@@ -206,7 +208,13 @@ class Store:
     def load(self, session: Session, ref: str, *, lock: bool = False) -> Dispute:
         """The dispute with this reference (locked for update on PostgreSQL when `lock`)."""
         row = self._row(session, ref.strip().upper(), lock=lock)
-        return from_data(row.state, self.policy(session, row.policy_fingerprint), row.version)
+        dispute = from_data(row.state, self.policy(session, row.policy_fingerprint), row.version)
+        if lock:
+            # What the deadline and agreed-action tables hold for it now (they are written with
+            # the state, in one transaction, and the row is locked): `save` leaves them alone if
+            # unchanged, which most actions leave them.
+            session.info.setdefault(PROJECTIONS, {})[row.ref] = _projections(dispute)
+        return dispute
 
     def exists(self, session: Session, ref: str) -> bool:
         """Whether a dispute with this reference exists."""
@@ -279,17 +287,21 @@ class Store:
         dispute.version = row.version
         stored = self._append_events(session, row, dispute.new_events)
         dispute.new_events = []
-        self._replace_deadlines(session, row.id, dispute)
-        self._replace_actions(session, row.id, dispute)
+        projections = _projections(dispute)
+        known = session.info.setdefault(PROJECTIONS, {})
+        before = known.pop(dispute.ref, None)
+        if before is None or before[0] != projections[0]:
+            _replace(session, DeadlineRow, row.id, projections[0])
+        if before is None or before[1] != projections[1]:
+            _replace(session, AgreedActionRow, row.id, projections[1])
+        if dispute.ref in session.info.get(ROWS, {}):
+            known[dispute.ref] = projections  # still locked: a second save can compare too
         if participants is not None:
-            session.execute(delete(ParticipantRow).where(ParticipantRow.dispute_id == row.id))
-            _insert(
+            _replace(
                 session,
                 ParticipantRow,
-                [
-                    {"dispute_id": row.id, "person_id": p, "relation": r}
-                    for p, r in participants.items()
-                ],
+                row.id,
+                [{"person_id": p, "relation": r} for p, r in participants.items()],
             )
         self.enqueue(
             session, messages, now=now, dispute_id=row.id, seq=stored[-1].seq if stored else 0
@@ -331,46 +343,6 @@ class Store:
             ],
         )
         return stored
-
-    def _replace_deadlines(self, session: Session, dispute_id: int, dispute: Dispute) -> None:
-        session.execute(delete(DeadlineRow).where(DeadlineRow.dispute_id == dispute_id))
-        if not dispute.is_open:
-            return
-        _insert(
-            session,
-            DeadlineRow,
-            [
-                {
-                    "dispute_id": dispute_id,
-                    "stage": s.stage,
-                    "step_id": s.step_id,
-                    "due_at": s.due_at,
-                    "status": s.status,
-                    "local_target": s.local_target,
-                }
-                for s in dispute.open_steps()
-            ],
-        )
-
-    def _replace_actions(self, session: Session, dispute_id: int, dispute: Dispute) -> None:
-        session.execute(delete(AgreedActionRow).where(AgreedActionRow.dispute_id == dispute_id))
-        if dispute.resolution is None or dispute.resolution.status != "confirmed":
-            return
-        _insert(
-            session,
-            AgreedActionRow,
-            [
-                {
-                    "dispute_id": dispute_id,
-                    "number": a.id,
-                    "description": a.description,
-                    "owner": a.owner,
-                    "review_date": a.review_date.isoformat(),
-                    "status": a.status,
-                }
-                for a in dispute.resolution.actions
-            ],
-        )
 
     def events(self, session: Session, ref: str) -> list[StoredEvent]:
         """A dispute's events in order."""
@@ -746,4 +718,55 @@ def _insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> N
     """
     if rows:
         # The table, not the mapped class: a Core executemany, without the ORM's bulk layer.
-        session.execute(insert(model.__table__), rows)
+        _execute(session, insert(model.__table__), rows)
+
+
+def _execute(session: Session, statement: Any, rows: list[dict[str, Any]] | None = None) -> None:
+    """Run a Core statement on the session's connection, in its transaction.
+
+    Not `session.execute`: for a DELETE that goes through the ORM's bulk-DML layer, which looks
+    for objects to synchronise in the session. These tables' rows are never held as objects.
+    """
+    session.connection().execute(statement, rows)
+
+
+def _replace(
+    session: Session, model: type[Any], dispute_id: int, rows: list[dict[str, Any]]
+) -> None:
+    """Replace a dispute's rows in a child table with `rows`."""
+    _execute(session, delete(model).where(model.dispute_id == dispute_id))
+    _insert(session, model, [{"dispute_id": dispute_id, **r} for r in rows])
+
+
+def _projections(dispute: Dispute) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A dispute's rows in the deadline and agreed-action tables (without its id)."""
+    deadlines = (
+        [
+            {
+                "stage": s.stage,
+                "step_id": s.step_id,
+                "due_at": s.due_at,
+                "status": s.status,
+                "local_target": s.local_target,
+            }
+            for s in dispute.open_steps()
+        ]
+        if dispute.is_open
+        else []
+    )
+    resolution = dispute.resolution
+    actions = (
+        [
+            {
+                "number": a.id,
+                "description": a.description,
+                "owner": a.owner,
+                "review_date": a.review_date.isoformat(),
+                "status": a.status,
+            }
+            for a in resolution.actions
+        ]
+        if resolution is not None and resolution.status == "confirmed"
+        else []
+    )
+    return deadlines, actions

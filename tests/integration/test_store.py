@@ -26,6 +26,7 @@ from bot.disputes import Action, Dispute, DisputeDetails, to_data
 from bot.messages import ActionId, Button, Message, Recipient
 from store import db
 from store.models import (
+    AgreedActionRow,
     Base,
     CounterRow,
     DeadlineRow,
@@ -395,6 +396,77 @@ def test_an_acknowledgement_reads_its_dispute_once_and_its_policy_not_at_all(
     assert len(inserts) == len(set(inserts)), inserts
     with any_core.store.unit() as session:
         assert [e.type for e in any_core.store.events(session, ref)][-1] == "Acknowledged"
+
+
+def _tables_of(
+    core: Core, ref: str
+) -> tuple[Dispute, list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The dispute, and its rows in the deadline and agreed-action tables."""
+    with core.store.reading() as session:
+        dispute = core.store.load(session, ref)
+        row_id = session.execute(select(DisputeRow.id).where(DisputeRow.ref == ref)).scalar_one()
+        deadlines = session.execute(
+            select(DeadlineRow.step_id, DeadlineRow.due_at, DeadlineRow.status)
+            .where(DeadlineRow.dispute_id == row_id)
+            .order_by(DeadlineRow.step_id)
+        ).all()
+        actions = session.execute(
+            select(AgreedActionRow.number, AgreedActionRow.description, AgreedActionRow.status)
+            .where(AgreedActionRow.dispute_id == row_id)
+            .order_by(AgreedActionRow.number)
+        ).all()
+    return dispute, [tuple(r) for r in deadlines], [tuple(r) for r in actions]
+
+
+def test_deadline_and_action_tables_follow_the_dispute_and_are_rewritten_only_on_change(
+    any_core: Core, clock: FakeClock
+) -> None:
+    # The tables are kept as the dispute's state says through its changes; an action that
+    # leaves them as they were (a note, an acknowledgement here) does not rewrite them.
+    service = any_core.service
+    ref = open_one(any_core).ref
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    def rewritten() -> list[str]:
+        deletes = [s.split()[2] for s in statements if s.startswith("DELETE FROM")]
+        statements.clear()
+        return [t for t in deletes if t in ("deadlines", "agreed_actions")]
+
+    def check() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        dispute, deadlines, actions = _tables_of(any_core, ref)
+        steps = sorted((s.step_id, s.due_at, s.status) for s in dispute.open_steps())
+        assert deadlines == (steps if dispute.is_open else [])
+        return deadlines, actions
+
+    before, _ = check()
+    assert before
+    event.listen(any_core.store.engine, "before_cursor_execute", record)
+    try:
+        assert service.act(ref, "tom.hadley", Action.ADD_NOTE, text="Called the school.").ok
+        assert rewritten() == []
+        assert service.act(ref, "ben.carter", Action.ACKNOWLEDGE).ok
+        assert rewritten() == []
+        assert check() == (before, [])
+        clock.advance(timedelta(hours=1))
+        proposed = service.act(
+            ref,
+            "ben.carter",
+            Action.PROPOSE_RESOLUTION,
+            outcome="A strategy discussion will be held.",
+            actions=[("Hold the strategy discussion", "ben.carter", date(2026, 12, 4))],
+        )
+        assert proposed.ok, proposed.text
+        assert rewritten() == ["deadlines"]
+        assert check()[0] != before
+        confirmed = service.act(ref, "amara.okafor", Action.RESPOND_TO_RESOLUTION, confirm=True)
+        assert confirmed.ok, confirmed.text
+        assert sorted(rewritten()) == ["agreed_actions", "deadlines"]
+    finally:
+        event.remove(any_core.store.engine, "before_cursor_execute", record)
+    assert check()[1] == [(1, "Hold the strategy discussion", "open")]
 
 
 def test_writers_in_one_process_queue_for_sqlite_instead_of_polling_its_lock(core: Core) -> None:
