@@ -25,6 +25,8 @@ from botframework.connector.auth import (
 )
 from botframework.connector.auth.authentication_constants import AuthenticationConstants
 
+from bot.adapters.teams.tokens import CheckedTokens
+
 # Service URLs are one per region, so a few are expected; the bound keeps a flood of
 # (authenticated) activities naming odd ones from growing the table without limit.
 KEPT = 32
@@ -87,17 +89,26 @@ class _KeptConnectors(ConnectorFactory):
 
 
 class KeptClientsAuthentication(ConfigurationBotFrameworkAuthentication):
-    """ConfigurationBotFrameworkAuthentication, reusing its Bot Connector and token clients."""
+    """ConfigurationBotFrameworkAuthentication, reusing its Bot Connector and token clients,
+    and its answers for a token it has already checked (bot/adapters/teams/tokens.py)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connectors = Kept()
         self.token_clients = Kept()
+        self.tokens = CheckedTokens()
 
     async def authenticate_request(
         self, activity: Any, auth_header: str
     ) -> AuthenticateRequestResult:
-        """Check the request's token as botbuilder does; its connector factory reuses clients."""
+        """Check the request's token as botbuilder does, or as it did for this very token;
+        the connector factory of the answer reuses clients."""
+        result: AuthenticateRequestResult = await self.tokens.check(
+            activity, auth_header, self._authenticate
+        )
+        return result
+
+    async def _authenticate(self, activity: Any, auth_header: str) -> AuthenticateRequestResult:
         result = await super().authenticate_request(activity, auth_header)
         if result.connector_factory is not None and result.claims_identity is not None:
             result.connector_factory = _KeptConnectors(
