@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select
+from sqlalchemy import Engine, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -46,6 +46,26 @@ GENESIS = "0" * 64
 ROWS = "dispute_rows"
 # session.info key: ref -> the deadline and agreed-action rows of each dispute loaded locked.
 PROJECTIONS = "dispute_projections"
+
+
+_DISPUTES = cast(Table, DisputeRow.__table__)
+_HEAD_COLUMNS = (
+    _DISPUTES.c.id,
+    _DISPUTES.c.ref,
+    _DISPUTES.c.version,
+    _DISPUTES.c.policy_fingerprint,
+    _DISPUTES.c.state,
+)
+
+
+class _Head(NamedTuple):
+    """What `load` and `save` need of a dispute's row."""
+
+    id: int
+    ref: str
+    version: int
+    policy_fingerprint: str
+    state: dict[str, Any]
 
 
 class NotFound(LookupError):
@@ -189,31 +209,35 @@ class Store:
             self._policies[fingerprint] = cached
         return cached
 
-    def _row(self, session: Session, ref: str, *, lock: bool) -> DisputeRow:
-        # References are typed by people: every lookup (not only `load`) ignores case and spaces.
-        ref = ref.strip().upper()
-        query = select(DisputeRow).where(DisputeRow.ref == ref)
+    def _head(self, session: Session, ref: str, *, lock: bool) -> _Head | None:
+        """The dispute row's id, version, policy and state (not the whole row, not an object)."""
+        query = select(*_HEAD_COLUMNS).where(_DISPUTES.c.ref == ref)
         if lock and self.is_postgres:
             query = query.with_for_update()
-        row = session.execute(query).scalar_one_or_none()
-        if row is None:
-            raise NotFound(f"no dispute with reference {ref}")
+        found = session.connection().execute(query).first()
+        if found is None:
+            return None
+        head = _Head._make(found)
         if lock:
             # Locked (FOR UPDATE; on SQLite the unit holds the write lock), so the row cannot
             # go stale before `save` updates it. An unlocked row is not kept: `save` must read
             # it again, and so sees a version changed by another replica meanwhile.
-            session.info.setdefault(ROWS, {})[ref] = row
-        return row
+            session.info.setdefault(ROWS, {})[ref] = head
+        return head
 
     def load(self, session: Session, ref: str, *, lock: bool = False) -> Dispute:
         """The dispute with this reference (locked for update on PostgreSQL when `lock`)."""
-        row = self._row(session, ref.strip().upper(), lock=lock)
-        dispute = from_data(row.state, self.policy(session, row.policy_fingerprint), row.version)
+        # References are typed by people: every lookup (not only `load`) ignores case and spaces.
+        ref = ref.strip().upper()
+        head = self._head(session, ref, lock=lock)
+        if head is None:
+            raise NotFound(f"no dispute with reference {ref}")
+        dispute = from_data(head.state, self.policy(session, head.policy_fingerprint), head.version)
         if lock:
             # What the deadline and agreed-action tables hold for it now (they are written with
             # the state, in one transaction, and the row is locked): `save` leaves them alone if
             # unchanged, which most actions leave them.
-            session.info.setdefault(PROJECTIONS, {})[row.ref] = _projections(dispute)
+            session.info.setdefault(PROJECTIONS, {})[ref] = _projections(dispute)
         return dispute
 
     def exists(self, session: Session, ref: str) -> bool:
@@ -248,13 +272,11 @@ class Store:
                 )
             )
         # The row this session loaded the dispute from, if it did; else looked up.
-        row = session.info.get(ROWS, {}).get(dispute.ref)
-        if row is None:
-            row = session.execute(
-                select(DisputeRow).where(DisputeRow.ref == dispute.ref)
-            ).scalar_one_or_none()
-        state = to_data(dispute)
+        head = session.info.get(ROWS, {}).get(dispute.ref) or self._head(
+            session, dispute.ref, lock=False
+        )
         next_due = dispute.next_due
+        state = to_data(dispute)
         values = {
             "partnership_id": dispute.partnership_id,
             "policy_id": policy.id,
@@ -275,41 +297,53 @@ class Store:
             "updated_at": now,
             "state": state,
         }
-        if row is None:
-            row = DisputeRow(ref=dispute.ref, **values)
-            session.add(row)
+        if head is None:
+            created = DisputeRow(ref=dispute.ref, **values)
+            session.add(created)
+            session.flush()
+            head = _Head(created.id, dispute.ref, created.version, policy.fingerprint, state)
         else:
-            if row.version != dispute.version:
+            if head.version != dispute.version:
                 raise Conflict(f"{dispute.ref} was changed by someone else; try again")
-            for key, value in values.items():
-                setattr(row, key, value)
-        session.flush()
-        dispute.version = row.version
-        stored = self._append_events(session, row, dispute.new_events)
+            # A Core UPDATE guarded by the version, as the ORM's version counter would issue,
+            # without the unit of work: the row is never held as an object.
+            updated = _execute(
+                session,
+                update(_DISPUTES)
+                .where(_DISPUTES.c.id == head.id, _DISPUTES.c.version == head.version)
+                .values(**values, version=head.version + 1),
+            )
+            if updated.rowcount != 1:
+                raise Conflict(f"{dispute.ref} was changed by someone else; try again")
+            head = head._replace(version=head.version + 1, state=state)
+            if dispute.ref in session.info.get(ROWS, {}):
+                session.info[ROWS][dispute.ref] = head  # still locked, now at this version
+        dispute.version = head.version
+        stored = self._append_events(session, head, dispute.new_events)
         dispute.new_events = []
         projections = _projections(dispute)
         known = session.info.setdefault(PROJECTIONS, {})
         before = known.pop(dispute.ref, None)
         if before is None or before[0] != projections[0]:
-            _replace(session, DeadlineRow, row.id, projections[0])
+            _replace(session, DeadlineRow, head.id, projections[0])
         if before is None or before[1] != projections[1]:
-            _replace(session, AgreedActionRow, row.id, projections[1])
+            _replace(session, AgreedActionRow, head.id, projections[1])
         if dispute.ref in session.info.get(ROWS, {}):
             known[dispute.ref] = projections  # still locked: a second save can compare too
         if participants is not None:
             _replace(
                 session,
                 ParticipantRow,
-                row.id,
+                head.id,
                 [{"person_id": p, "relation": r} for p, r in participants.items()],
             )
         self.enqueue(
-            session, messages, now=now, dispute_id=row.id, seq=stored[-1].seq if stored else 0
+            session, messages, now=now, dispute_id=head.id, seq=stored[-1].seq if stored else 0
         )
         return stored
 
     def _append_events(
-        self, session: Session, row: DisputeRow, events: list[Event]
+        self, session: Session, row: _Head, events: list[Event]
     ) -> list[StoredEvent]:
         last = session.execute(
             select(EventRow.seq, EventRow.hash)
@@ -346,7 +380,10 @@ class Store:
 
     def events(self, session: Session, ref: str) -> list[StoredEvent]:
         """A dispute's events in order."""
-        row = self._row(session, ref, lock=False)
+        ref = ref.strip().upper()
+        row = self._head(session, ref, lock=False)
+        if row is None:
+            raise NotFound(f"no dispute with reference {ref}")
         rows = session.execute(
             select(EventRow).where(EventRow.dispute_id == row.id).order_by(EventRow.seq)
         ).scalars()
@@ -721,13 +758,17 @@ def _insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> N
         _execute(session, insert(model.__table__), rows)
 
 
-def _execute(session: Session, statement: Any, rows: list[dict[str, Any]] | None = None) -> None:
-    """Run a Core statement on the session's connection, in its transaction.
+def _execute(session: Session, statement: Any, rows: list[dict[str, Any]] | None = None) -> Any:
+    """Run a Core statement that writes, on the session's connection, in its transaction.
 
-    Not `session.execute`: for a DELETE that goes through the ORM's bulk-DML layer, which looks
-    for objects to synchronise in the session. These tables' rows are never held as objects.
+    Not `session.execute`: for a DELETE or UPDATE that goes through the ORM's bulk-DML layer,
+    which looks for objects to synchronise in the session. The rows written this way are never
+    held as objects. A reading unit (which refuses ORM writes at flush) refuses these too.
     """
-    session.connection().execute(statement, rows)
+    connection = session.connection()
+    if connection.get_execution_options().get("read_only"):
+        raise RuntimeError("a reading unit of work may not write; use Store.unit()")
+    return connection.execute(statement, rows)
 
 
 def _replace(
