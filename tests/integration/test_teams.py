@@ -432,6 +432,33 @@ async def test_an_unchanged_reference_is_not_written_again_until_an_hour_has_pas
     assert len(teams.chat(AMARA)) == 3  # every turn was answered all the same
 
 
+async def test_a_turn_from_the_same_fields_does_not_rebuild_the_reference(
+    teams: Teams, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # msrest's serialisation of the reference (a quarter of a millisecond) is skipped when the
+    # activity's fields are those last saved; a change, or the hourly refresh, still does it.
+    import bot.adapters.teams.bot as teams_bot
+
+    built: list[dict[str, Any]] = []
+    real = teams_bot.from_reference
+
+    def counted(reference: Any) -> dict[str, Any]:
+        built.append(data := real(reference))
+        return data
+
+    monkeypatch.setattr(teams_bot, "from_reference", counted)
+    await teams.say(AMARA, "help")
+    await teams.say(AMARA, "escalate list")
+    assert len(built) == 1
+    await teams.say(AMARA, "help", conversation="a:personal-29:amara-on-her-phone")
+    assert len(built) == 2
+    clock.advance(timedelta(minutes=61))
+    await teams.say(AMARA, "help", conversation="a:personal-29:amara-on-her-phone")
+    assert len(built) == 3
+    assert len(teams.chat(AMARA)) == 2  # every turn answered all the same
+    assert len(teams.fake.posts("a:personal-29:amara-on-her-phone")) == 2
+
+
 async def test_a_changed_reference_is_written_at_once(teams: Teams, clock: FakeClock) -> None:
     await teams.say(AMARA, "help")
     clock.advance(timedelta(minutes=1))

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -86,11 +86,39 @@ _REMEMBERED_LIMIT = 50_000  # references kept in memory before the memory is emp
 
 @dataclass(frozen=True)
 class _Saved:
-    """A conversation reference this process saved, and when."""
+    """A conversation reference this process saved, and when; `seen` is what it was made from."""
 
     reference: dict[str, Any]
     person_id: str | None
     at: datetime
+    seen: str | None = None
+
+
+def seen_in(activity: Any) -> str | None:
+    """Everything of an activity that its conversation reference is made from, as one string.
+
+    botbuilder builds a reference from the activity's sender, recipient and conversation (all
+    their fields), channel id, locale and service URL; msrest then takes a quarter of a
+    millisecond to serialise it. Comparing this string instead tells whether the reference
+    can have changed. None if some field cannot be written down (then the reference is
+    serialised and compared itself).
+    """
+    try:
+        return json.dumps(
+            [
+                activity.channel_id,
+                activity.locale,
+                activity.service_url,
+                *(
+                    None if part is None else vars(part)
+                    for part in (activity.from_property, activity.recipient, activity.conversation)
+                ),
+            ],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+    except (TypeError, ValueError):
+        return None
 
 
 class TeamsBot(ActivityHandler):
@@ -160,16 +188,20 @@ class TeamsBot(ActivityHandler):
     async def remember(self, turn: TurnContext, person: Person | None) -> None:
         """Save where this person (and this channel) can be reached, for messages later."""
         activity = turn.activity
-        reference = from_reference(TurnContext.get_conversation_reference(activity))
         sender = activity.from_property
         aad = getattr(sender, "aad_object_id", None) or sender.id
         person_id = person.id if person else None
         # The sender's key (a personal chat, or met in a team), then the channel's if any;
         # only the sender's carries a person, and its first save releases what waited for them.
-        wanted: list[tuple[str, dict[str, Any], str | None]] = [
-            (user_key(aad) if _is_personal(activity) else member_key(aad), reference, person_id)
-        ]
+        own = user_key(aad) if _is_personal(activity) else member_key(aad)
         channel = None if _is_personal(activity) else _channel_id(activity)
+        now = self.service.clock.now()
+        seen = seen_in(activity)
+        keys = [(own, person_id), *([(channel_key(channel), None)] if channel else [])]
+        if seen is not None and all(self._seen_lately(k, p, seen, now) for k, p in keys):
+            return  # the same activity fields as last saved, so the same references
+        reference = from_reference(TurnContext.get_conversation_reference(activity))
+        wanted: list[tuple[str, dict[str, Any], str | None]] = [(own, reference, person_id)]
         if channel is not None:
             conversation = dict(reference.get("conversation") or {})
             conversation["id"] = channel
@@ -180,8 +212,11 @@ class TeamsBot(ActivityHandler):
                     None,
                 )
             )
-        now = self.service.clock.now()
         changed = [w for w in wanted if not self._unchanged(*w, now=now)]
+        for key in {w[0] for w in wanted} - {c[0] for c in changed}:
+            # The same reference, made from other fields (another member, in a channel) or
+            # fields not yet noted: these fields are the ones to compare next time.
+            self._saved[key] = replace(self._saved[key], seen=seen)
         if not changed:
             return
         released = await asyncio.to_thread(self._save_references, changed, now)
@@ -190,9 +225,19 @@ class TeamsBot(ActivityHandler):
         for key, data, pid in changed:
             before = self._saved.get(key)
             kept = pid if pid is not None else (before.person_id if before else None)
-            self._saved[key] = _Saved(data, kept, now)
+            self._saved[key] = _Saved(data, kept, now, seen)
         if released:
             self.kick()
+
+    def _seen_lately(self, key: str, person_id: str | None, seen: str, now: datetime) -> bool:
+        """True if this process saved `key`'s reference lately, from these very fields."""
+        saved = self._saved.get(key)
+        return (
+            saved is not None
+            and saved.seen == seen
+            and (person_id is None or person_id == saved.person_id)
+            and timedelta(0) <= now - saved.at < REFERENCE_REFRESH
+        )
 
     def _unchanged(
         self, key: str, reference: dict[str, Any], person_id: str | None, *, now: datetime
