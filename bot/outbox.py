@@ -146,7 +146,13 @@ class Dispatcher:
         self, claimed: ClaimedMessage, platform: Platform | None, now: datetime
     ) -> tuple[bool, str | None]:
         """Whether to send now (not behind an earlier unsent thread message), and its thread."""
+        # Read without the write lock: almost every message may go at once, and on SQLite a
+        # writing unit would queue behind every click and tick for a lookup.
+        with self.store.reading() as session:
+            if self.store.earlier_unsent_in_thread(session, claimed) is None:
+                return True, self._thread_id(session, claimed.message, platform)
         with self.store.unit() as session:
+            # Asked again with the lock, since the earlier message may have gone meanwhile.
             earlier_due = self.store.earlier_unsent_in_thread(session, claimed)
             if earlier_due is not None:
                 # Keep the thread in order: try again when the earlier message is next tried.
@@ -160,8 +166,7 @@ class Dispatcher:
                     attempted=False,
                 )
                 return False, None
-            thread_id = self._thread_id(session, claimed.message, platform) if platform else None
-            return True, thread_id
+            return True, self._thread_id(session, claimed.message, platform)
 
     def _retry_later(
         self, claimed: ClaimedMessage, now: datetime, retry_at: datetime, error: str
@@ -199,9 +204,11 @@ class Dispatcher:
                 )
         return True
 
-    def _thread_id(self, session: Session, message: Message, platform: Platform) -> str | None:
+    def _thread_id(
+        self, session: Session, message: Message, platform: Platform | None
+    ) -> str | None:
         """The thread to post in: the dispute's root on this platform, for channel posts."""
-        if not message.ref or message.recipient.kind != "channel":
+        if platform is None or not message.ref or message.recipient.kind != "channel":
             return None
         if message.kind not in ("thread", "thread_root"):
             return None

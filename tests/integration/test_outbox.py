@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from conftest import dispute_details, make_core
 from fakes.platform import FakePlatform
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.app import Core
 from bot.clock import FakeClock
@@ -113,6 +114,30 @@ async def test_an_opened_dispute_is_posted_root_first_and_its_updates_go_in_the_
     with core.store.unit() as session:
         assert core.store.outbox_counts(session) == {"sent": len(platform.shown)}
     assert platform.duplicates() == []
+
+
+async def test_a_pass_takes_the_write_lock_once_to_claim_and_once_per_message_sent(
+    core: Core, platform: FakePlatform, dispatcher: Dispatcher
+) -> None:
+    # Finding a message's thread is a read: on SQLite it does not queue for the one write
+    # lock behind every click and tick. Only the claim and each result are written.
+    open_dispute(core)
+    writes: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith(("BEGIN IMMEDIATE", "UPDATE", "INSERT", "DELETE")):
+            writes.append(statement.split()[0] + (" IMMEDIATE" if "IMMEDIATE" in statement else ""))
+
+    event.listen(core.store.engine, "before_cursor_execute", record)
+    try:
+        report = await dispatcher.run_once()
+    finally:
+        event.remove(core.store.engine, "before_cursor_execute", record)
+    assert report.sent == 4
+    # Claim: one transaction; each message's result: one UPDATE (plus the thread's root once).
+    assert writes.count("UPDATE") == 1 + 4
+    if core.store.engine.dialect.name == "sqlite":
+        assert writes.count("BEGIN IMMEDIATE") == 1 + 4
 
 
 async def test_a_thread_post_waits_while_another_sender_holds_its_root(
