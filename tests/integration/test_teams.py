@@ -497,6 +497,28 @@ async def test_whoever_the_outbox_could_not_reach_is_looked_for_again_and_found_
     assert statements == []
 
 
+async def test_sending_to_a_person_or_channel_reads_their_reference_without_the_write_lock(
+    teams: Teams,
+) -> None:
+    # On SQLite a writing unit queues for the one write lock behind every click and tick; the
+    # reference a send needs is only read.
+    await teams.say(BEN, "hello")
+    await teams.say(AMARA, "<at>Escalation bot</at> help", channel=DISPUTES)
+    platform = next(p for p in teams.server.platforms if p.name == "teams")
+    statements: list[str] = []
+    engine = teams.core.store.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        await platform.send(Message(Recipient.person("ben.carter"), "For Ben"), thread_id=None)
+        await platform.send(Message(Recipient.channel(), "For the channel"), thread_id=None)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert any("conversation_refs" in s for s in statements)  # they were read
+    assert not [s for s in statements if s.startswith(("BEGIN IMMEDIATE", "INSERT", "UPDATE"))]
+    assert teams.fake.posts(BEN.chat)[-1].activity["summary"] == "For Ben"
+
+
 async def test_a_personal_install_is_welcomed_and_remembered(teams: Teams) -> None:
     body = activity(OLIVIA, teams.fake.service_url, kind="conversationUpdate", members_added=[BOT])
     assert (await teams.post(body)).status == 201

@@ -715,7 +715,7 @@ class TeamsBot(ActivityHandler):
         return True
 
     def _stored_reference(self, key: str) -> dict[str, Any] | None:
-        with self.service.store.unit() as session:
+        with self.service.store.reading() as session:
             return refs.reference(session, PLATFORM, key)
 
     async def private_card(

@@ -157,7 +157,7 @@ class TeamsPlatform:
 
     def person_reference(self, person: Person) -> tuple[str, dict[str, Any]] | None:
         """The person's personal chat (`user:` key) or, failing that, where the bot met them."""
-        with self.store.unit() as session:
+        with self.store.reading() as session:
             known = refs.person_keys(session, PLATFORM, person.id)
             keys = [
                 *([user_key(person.teams_id)] if person.teams_id else []),
@@ -169,7 +169,7 @@ class TeamsPlatform:
 
     def channel_reference(self, channel_id: str) -> dict[str, Any] | None:
         """The channel's stored reference; or one made from any other (same service URL)."""
-        with self.store.unit() as session:
+        with self.store.reading() as session:
             stored = refs.reference(session, PLATFORM, channel_key(channel_id))
             if stored is not None:
                 return stored

@@ -27,7 +27,7 @@ def uses_teams(person: Person, *, slack_enabled: bool) -> bool:
 
 def still_to_open(directory: Directory, store: Store, *, slack_enabled: bool) -> list[Person]:
     """Teams people with no chat with the bot yet, by agency and name."""
-    with store.unit() as session:
+    with store.reading() as session:
         met_ids = refs.people_met(session, PLATFORM, "user:")
         met_keys = refs.keys_with_prefix(session, PLATFORM, "user:") | refs.keys_with_prefix(
             session, PLATFORM, "member:"
@@ -52,7 +52,7 @@ def reachable(person: Person, platforms: Sequence[Platform]) -> bool:
 def dispute_people(store: Store, directory: Directory, ref: str) -> list[Person]:
     """The people a dispute's messages go to now: the parties, the raiser, the named practitioner."""
     try:
-        with store.unit() as session:
+        with store.reading() as session:
             dispute = store.load(session, ref)
     except NotFound:
         return []
