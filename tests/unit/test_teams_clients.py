@@ -124,9 +124,18 @@ def test_a_card_on_its_way_out_is_shared_by_botbuilders_copy_not_copied(core: Co
     assert copied.attachments[0].content is activity.attachments[0].content
     client = ConnectorClient(BasicTokenAuthentication({"access_token": "t"}), "http://x/")
     plain_json_objects(client)
-    sent = client._serialize.body(copied, "Activity")["attachments"][0]["content"]
-    assert type(sent) is dict and sent == card
-    assert json.loads(json.dumps(sent)) == card
+    body = client._serialize.body(copied, "Activity")
+    sent = body["attachments"][0]["content"]
+    # Put in the body as it is: neither walked by msrest nor copied through json.
+    assert sent is activity.attachments[0].content and sent == card
+    # The same JSON as msrest's own for the card as a plain dict (msrest itself would write a
+    # dict subclass as a string: only this client's serialiser may be given a SentCard).
+    plain = Activity(
+        type="message", attachments=[Attachment(content_type=CARD, content=dict(card))]
+    )
+    plain.summary = activity.summary
+    stock = Serializer(dict(client._serialize.dependencies)).body(plain, "Activity")
+    assert json.loads(json.dumps(body)) == stock
 
 
 def test_bodies_stay_checked_when_a_model_declares_a_rule() -> None:
@@ -159,3 +168,11 @@ async def test_the_kept_connector_clients_skip_the_empty_check(tmp_path: Path) -
     client = await factory.create("http://127.0.0.1:9/", None)
     assert client._serialize.client_side_validation is False
     assert await factory.create("http://127.0.0.1:9/", None) is client
+
+
+def test_a_client_whose_msrest_cannot_take_sent_cards_is_refused() -> None:
+    # Stock msrest writes a dict subclass as a string: such a client would send broken cards.
+    client = ConnectorClient(BasicTokenAuthentication({"access_token": "t"}), "http://x/")
+    del client._serialize.serialize_type["object"]
+    with pytest.raises(RuntimeError, match="msrest"):
+        plain_json_objects(client)
