@@ -974,19 +974,20 @@ def test_a_reading_unit_refuses_to_write(store: Store) -> None:
         assert not store.has_run(session, "x")
 
 
+def note_by_tom(core: Core, dispute: Dispute) -> None:
+    """Tom Hadley adds a note to the dispute (in memory: the caller saves it)."""
+    directory = core.service.directory
+    tom = directory.person("tom.hadley")
+    dispute.add_note(tom, directory, core.service.partnership.calendar, NOW, text="Hi")
+
+
 def test_a_reading_unit_refuses_a_save_and_nothing_changes(any_core: Core) -> None:
     # A save writes with Core statements, not the unit of work: refused all the same.
-    store, service = any_core.store, any_core.service
+    store = any_core.store
     ref = open_one(any_core).ref
     with pytest.raises(RuntimeError, match="may not write"), store.reading() as session:
         dispute = store.load(session, ref)
-        dispute.add_note(
-            service.directory.person("tom.hadley"),
-            service.directory,
-            service.partnership.calendar,
-            NOW,
-            text="Hi",
-        )
+        note_by_tom(any_core, dispute)
         store.save(session, dispute, now=NOW)
     with store.reading() as session:
         assert "NoteAdded" not in [e.type for e in store.events(session, ref)]
@@ -995,18 +996,12 @@ def test_a_reading_unit_refuses_a_save_and_nothing_changes(any_core: Core) -> No
 def test_a_save_whose_row_changed_under_it_is_a_conflict(any_core: Core) -> None:
     # The UPDATE names the version it read: if the row has another by then (here changed in
     # the same transaction, behind the store's back), nothing is written and it says so.
-    store, service = any_core.store, any_core.service
+    store = any_core.store
     ref = open_one(any_core).ref
     with pytest.raises(Conflict), store.unit() as session:
         dispute = store.load(session, ref, lock=True)
         session.execute(update(DisputeRow).where(DisputeRow.ref == ref).values(version=99))
-        dispute.add_note(
-            service.directory.person("tom.hadley"),
-            service.directory,
-            service.partnership.calendar,
-            NOW,
-            text="Hi",
-        )
+        note_by_tom(any_core, dispute)
         store.save(session, dispute, now=NOW)
     with store.reading() as session:
         assert "NoteAdded" not in [e.type for e in store.events(session, ref)]

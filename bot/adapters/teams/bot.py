@@ -94,6 +94,13 @@ class _Saved:
     seen: str | None = None
 
 
+def _fresh(saved: _Saved, person_id: str | None, now: datetime) -> bool:
+    """Saved for this person (if one is named), and less than REFERENCE_REFRESH ago."""
+    return (person_id is None or person_id == saved.person_id) and (
+        timedelta(0) <= now - saved.at < REFERENCE_REFRESH
+    )
+
+
 def seen_in(activity: Any) -> str | None:
     """Everything of an activity that its conversation reference is made from, as one string.
 
@@ -232,24 +239,14 @@ class TeamsBot(ActivityHandler):
     def _seen_lately(self, key: str, person_id: str | None, seen: str, now: datetime) -> bool:
         """True if this process saved `key`'s reference lately, from these very fields."""
         saved = self._saved.get(key)
-        return (
-            saved is not None
-            and saved.seen == seen
-            and (person_id is None or person_id == saved.person_id)
-            and timedelta(0) <= now - saved.at < REFERENCE_REFRESH
-        )
+        return saved is not None and saved.seen == seen and _fresh(saved, person_id, now)
 
     def _unchanged(
         self, key: str, reference: dict[str, Any], person_id: str | None, *, now: datetime
     ) -> bool:
         """True if this process saved this very reference (and person) for `key` lately."""
         saved = self._saved.get(key)
-        return (
-            saved is not None
-            and saved.reference == reference
-            and (person_id is None or person_id == saved.person_id)
-            and timedelta(0) <= now - saved.at < REFERENCE_REFRESH
-        )
+        return saved is not None and saved.reference == reference and _fresh(saved, person_id, now)
 
     def _save_references(
         self, wanted: list[tuple[str, dict[str, Any], str | None]], now: datetime
