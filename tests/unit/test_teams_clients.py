@@ -22,7 +22,8 @@ from msrest.universal_http.requests import ClientRetryPolicy
 
 from bot.adapters.teams import cards
 from bot.adapters.teams.bot import teams_authentication
-from bot.adapters.teams.clients import KEPT, Kept, plain_json_objects, unchecked_bodies
+from bot.adapters.teams.clients import KEPT, plain_json_objects, unchecked_bodies
+from bot.adapters.teams.kept import Kept
 from bot.adapters.teams.platform import card_activity
 from bot.app import Core
 from bot.config import Settings
@@ -73,20 +74,20 @@ async def test_the_fake_connector_finds_a_bad_card_now_or_when_asked(later: bool
 
 
 async def test_kept_clients_are_built_once_per_key_and_bounded() -> None:
-    kept = Kept()
+    kept: Kept[tuple[str, ...], object] = Kept(KEPT)
     built: list[str] = []
 
     async def build(key: str) -> object:
         built.append(key)
         return object()
 
-    first = await kept.get(("a",), lambda: build("a"))
-    assert await kept.get(("a",), lambda: build("a")) is first
+    first = await kept.get_or_build(("a",), lambda: build("a"))
+    assert await kept.get_or_build(("a",), lambda: build("a")) is first
     assert built == ["a"]
     for i in range(KEPT):
-        await kept.get((str(i),), lambda i=i: build(str(i)))  # type: ignore[misc]
+        await kept.get_or_build((str(i),), lambda i=i: build(str(i)))  # type: ignore[misc]
     assert len(kept) == KEPT  # "a", the least recently used, made room
-    again = await kept.get(("a",), lambda: build("a"))
+    again = await kept.get_or_build(("a",), lambda: build("a"))
     assert again is not first and built.count("a") == 2
 
 

@@ -13,9 +13,7 @@ session, so sharing a client between turns in flight is safe.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
 from botframework.connector.auth import (
@@ -25,35 +23,11 @@ from botframework.connector.auth import (
 )
 from botframework.connector.auth.authentication_constants import AuthenticationConstants
 
+from bot.adapters.teams.kept import Kept
 from bot.adapters.teams.tokens import CheckedTokens
 
-# Service URLs are one per region, so a few are expected; the bound keeps a flood of
-# (authenticated) activities naming odd ones from growing the table without limit.
+# Service URLs are one per region, so a few clients are expected.
 KEPT = 32
-
-T = TypeVar("T")
-
-
-class Kept:
-    """A small table of clients by key, the least recently used dropped beyond `KEPT`."""
-
-    def __init__(self) -> None:
-        self._clients: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-
-    async def get(self, key: tuple[str, ...], build: Callable[[], Awaitable[T]]) -> T:
-        """The client kept for `key`, built with `build` the first time."""
-        client = self._clients.get(key)
-        if client is None:
-            client = await build()
-            self._clients[key] = client
-            while len(self._clients) > KEPT:
-                self._clients.popitem(last=False)
-        else:
-            self._clients.move_to_end(key)
-        return client
-
-    def __len__(self) -> int:
-        return len(self._clients)
 
 
 def app_id_of(claims_identity: ClaimsIdentity) -> str:
@@ -67,7 +41,7 @@ def app_id_of(claims_identity: ClaimsIdentity) -> str:
 class _KeptConnectors(ConnectorFactory):
     """botbuilder's connector factory for one app id, its clients kept by URL and audience."""
 
-    def __init__(self, inner: ConnectorFactory, app_id: str, kept: Kept) -> None:
+    def __init__(self, inner: ConnectorFactory, app_id: str, kept: Kept[Any, Any]) -> None:
         self._inner = inner
         self._app_id = app_id
         self._kept = kept
@@ -85,7 +59,7 @@ class _KeptConnectors(ConnectorFactory):
             unchecked_bodies(client)
             return client
 
-        return await self._kept.get(key, build)
+        return await self._kept.get_or_build(key, build)
 
 
 class KeptClientsAuthentication(ConfigurationBotFrameworkAuthentication):
@@ -94,8 +68,8 @@ class KeptClientsAuthentication(ConfigurationBotFrameworkAuthentication):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.connectors = Kept()
-        self.token_clients = Kept()
+        self.connectors: Kept[tuple[str, ...], Any] = Kept(KEPT)
+        self.token_clients: Kept[tuple[str, ...], Any] = Kept(KEPT)
         self.tokens = CheckedTokens()
 
     async def authenticate_request(
@@ -127,7 +101,7 @@ class KeptClientsAuthentication(ConfigurationBotFrameworkAuthentication):
     async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> Any:
         """The token client for the turn's app id, built the first time."""
         build = super().create_user_token_client
-        return await self.token_clients.get(
+        return await self.token_clients.get_or_build(
             (app_id_of(claims_identity),), lambda: build(claims_identity)
         )
 

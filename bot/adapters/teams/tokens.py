@@ -18,10 +18,11 @@ is used only for the same header, channel and service URL, byte for byte.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bot.adapters.teams.kept import Kept
 
 LIFE = 300.0  # seconds a checked token is trusted without checking it again
 KEPT = 256  # tokens kept: one per service URL and hour is the usual need
@@ -40,7 +41,7 @@ class CheckedTokens:
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._checked: OrderedDict[tuple[str, str, str], _Checked] = OrderedDict()
+        self._checked: Kept[tuple[str, str, str], _Checked] = Kept(KEPT)
 
     async def check(self, activity: Any, auth_header: str, check: Check) -> Any:
         """`check(activity, auth_header)`'s answer: kept from an earlier call, or found now."""
@@ -50,15 +51,12 @@ class CheckedTokens:
         now = self._clock()
         kept = self._checked.get(key)
         if kept is not None and now < kept.until:
-            self._checked.move_to_end(key)
             return kept.result
-        self._checked.pop(key, None)
+        self._checked.drop(key)
         result = await check(activity, auth_header)  # raises if the token is refused
         expires = _expiry(result)
         if expires is not None and now < expires:
-            self._checked[key] = _Checked(result, min(expires, now + LIFE))
-            while len(self._checked) > KEPT:
-                self._checked.popitem(last=False)
+            self._checked.put(key, _Checked(result, min(expires, now + LIFE)))
         return result
 
     def __len__(self) -> int:
