@@ -42,10 +42,8 @@ from store.models import (
 )
 
 GENESIS = "0" * 64
-# Where a session keeps the dispute rows it has locked, by reference, for `save` to update.
-ROWS = "dispute_rows"
-# session.info key: ref -> the deadline and agreed-action rows of each dispute loaded locked.
-PROJECTIONS = "dispute_projections"
+# Where a session keeps what it knows of each dispute it has locked, by reference (`_Locked`).
+LOCKED = "locked_disputes"
 
 
 _DISPUTES = cast(Table, DisputeRow.__table__)
@@ -66,6 +64,20 @@ class _Head(NamedTuple):
     version: int
     policy_fingerprint: str
     state: dict[str, Any]
+
+
+Projections = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+class _Locked(NamedTuple):
+    """A dispute this session has locked: its row, and the deadline and agreed-action rows its
+    state projects to. Locked (FOR UPDATE; on SQLite the unit holds the write lock), neither
+    can go stale before `save`, which so reads neither again and rewrites only what changed.
+    An unlocked row is not kept: `save` must read it again, and so sees a version changed by
+    another replica meanwhile."""
+
+    head: _Head
+    projections: Projections
 
 
 class NotFound(LookupError):
@@ -209,35 +221,31 @@ class Store:
             self._policies[fingerprint] = cached
         return cached
 
-    def _head(self, session: Session, ref: str, *, lock: bool) -> _Head | None:
+    def _head(self, session: Session, ref: str, *, lock: bool = False) -> _Head | None:
         """The dispute row's id, version, policy and state (not the whole row, not an object)."""
         query = select(*_HEAD_COLUMNS).where(_DISPUTES.c.ref == ref)
         if lock and self.is_postgres:
             query = query.with_for_update()
         found = session.connection().execute(query).first()
-        if found is None:
-            return None
-        head = _Head._make(found)
-        if lock:
-            # Locked (FOR UPDATE; on SQLite the unit holds the write lock), so the row cannot
-            # go stale before `save` updates it. An unlocked row is not kept: `save` must read
-            # it again, and so sees a version changed by another replica meanwhile.
-            session.info.setdefault(ROWS, {})[ref] = head
-        return head
+        return None if found is None else _Head._make(found)
 
-    def load(self, session: Session, ref: str, *, lock: bool = False) -> Dispute:
-        """The dispute with this reference (locked for update on PostgreSQL when `lock`)."""
+    def _existing(self, session: Session, ref: str, *, lock: bool = False) -> _Head:
+        """The row of the dispute `ref` as a person typed it; NotFound if there is none."""
         # References are typed by people: every lookup (not only `load`) ignores case and spaces.
         ref = ref.strip().upper()
         head = self._head(session, ref, lock=lock)
         if head is None:
             raise NotFound(f"no dispute with reference {ref}")
+        return head
+
+    def load(self, session: Session, ref: str, *, lock: bool = False) -> Dispute:
+        """The dispute with this reference (locked for update on PostgreSQL when `lock`)."""
+        head = self._existing(session, ref, lock=lock)
         dispute = from_data(head.state, self.policy(session, head.policy_fingerprint), head.version)
         if lock:
-            # What the deadline and agreed-action tables hold for it now (they are written with
-            # the state, in one transaction, and the row is locked): `save` leaves them alone if
-            # unchanged, which most actions leave them.
-            session.info.setdefault(PROJECTIONS, {})[ref] = _projections(dispute)
+            # The deadline and agreed-action tables are written with the state, in one
+            # transaction, so they hold what this state projects to.
+            session.info.setdefault(LOCKED, {})[head.ref] = _Locked(head, _projections(dispute))
         return dispute
 
     def exists(self, session: Session, ref: str) -> bool:
@@ -260,8 +268,10 @@ class Store:
         """Save the dispute's state, its new events (chained) and its messages, atomically."""
         policy = dispute.policy
         # A policy read from the database is there for good (snapshots are never deleted).
-        known = policy.fingerprint in self._policies
-        if not known and session.get(PolicySnapshotRow, policy.fingerprint) is None:
+        if (
+            policy.fingerprint not in self._policies
+            and session.get(PolicySnapshotRow, policy.fingerprint) is None
+        ):
             session.add(
                 PolicySnapshotRow(
                     fingerprint=policy.fingerprint,
@@ -271,10 +281,9 @@ class Store:
                     created_at=now,
                 )
             )
-        # The row this session loaded the dispute from, if it did; else looked up.
-        head = session.info.get(ROWS, {}).get(dispute.ref) or self._head(
-            session, dispute.ref, lock=False
-        )
+        # The row this session locked the dispute in, if it did; else looked up.
+        locked: _Locked | None = session.info.get(LOCKED, {}).get(dispute.ref)
+        head = locked.head if locked else self._head(session, dispute.ref)
         next_due = dispute.next_due
         state = to_data(dispute)
         values = {
@@ -316,20 +325,18 @@ class Store:
             if updated.rowcount != 1:
                 raise Conflict(f"{dispute.ref} was changed by someone else; try again")
             head = head._replace(version=head.version + 1, state=state)
-            if dispute.ref in session.info.get(ROWS, {}):
-                session.info[ROWS][dispute.ref] = head  # still locked, now at this version
         dispute.version = head.version
         stored = self._append_events(session, head, dispute.new_events)
         dispute.new_events = []
         projections = _projections(dispute)
-        known = session.info.setdefault(PROJECTIONS, {})
-        before = known.pop(dispute.ref, None)
+        before = locked.projections if locked else None
         if before is None or before[0] != projections[0]:
             _replace(session, DeadlineRow, head.id, projections[0])
         if before is None or before[1] != projections[1]:
             _replace(session, AgreedActionRow, head.id, projections[1])
-        if dispute.ref in session.info.get(ROWS, {}):
-            known[dispute.ref] = projections  # still locked: a second save can compare too
+        if locked:
+            # Still locked, now at this version: a second save in this unit compares with it.
+            session.info[LOCKED][dispute.ref] = _Locked(head, projections)
         if participants is not None:
             _replace(
                 session,
@@ -380,10 +387,7 @@ class Store:
 
     def events(self, session: Session, ref: str) -> list[StoredEvent]:
         """A dispute's events in order."""
-        ref = ref.strip().upper()
-        row = self._head(session, ref, lock=False)
-        if row is None:
-            raise NotFound(f"no dispute with reference {ref}")
+        row = self._existing(session, ref)
         rows = session.execute(
             select(EventRow).where(EventRow.dispute_id == row.id).order_by(EventRow.seq)
         ).scalars()
@@ -784,7 +788,7 @@ def _replace(
     _insert(session, model, [{"dispute_id": dispute_id, **r} for r in rows])
 
 
-def _projections(dispute: Dispute) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _projections(dispute: Dispute) -> Projections:
     """A dispute's rows in the deadline and agreed-action tables (without its id)."""
     deadlines = (
         [
