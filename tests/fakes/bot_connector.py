@@ -10,8 +10,10 @@ It answers what a Teams bot calls on its ``serviceUrl``::
 
 and, for the bot's token checks, an OpenID configuration and its signing keys::
 
-    GET  /openid/.well-known/openid-configuration
-    GET  /openid/keys
+    GET  /openid-{id}/.well-known/openid-configuration
+    GET  /openid-{id}/keys
+
+(`{id}` is the fake's own: botbuilder keeps a metadata URL's keys for a day, process-wide).
 
 ``token()`` signs a JWT as the Bot Framework service would (issuer https://api.botframework.com,
 audience the bot's app id, ``serviceurl`` claim), with a key the fake publishes; tests point
@@ -39,6 +41,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -224,6 +227,10 @@ class FakeBotConnector:
         self._ids = itertools.count(1_700_000_000_001)
         self._lock = threading.Lock()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        # botbuilder keeps each OpenID metadata URL's keys for a day, process-wide: a later
+        # fake given a port an earlier one had would find that one's key under the same URL
+        # (a valid token refused as badly signed). Each fake's URL is its own.
+        self._openid_path = f"openid-{uuid.uuid4().hex[:12]}"
         self._other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -304,7 +311,7 @@ class FakeBotConnector:
     @property
     def openid_url(self) -> str:
         """Where botbuilder should fetch the OpenID metadata that signs tokens."""
-        return f"{self.service_url}openid/.well-known/openid-configuration"
+        return f"{self.service_url}{self._openid_path}/.well-known/openid-configuration"
 
     # ---- set-up by tests ---------------------------------------------------------------------
 
@@ -404,8 +411,8 @@ class FakeBotConnector:
 
     def _app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/openid/.well-known/openid-configuration", self._openid)
-        app.router.add_get("/openid/keys", self._keys)
+        app.router.add_get(f"/{self._openid_path}/.well-known/openid-configuration", self._openid)
+        app.router.add_get(f"/{self._openid_path}/keys", self._keys)
         app.router.add_post("/v3/conversations", self._create)
         app.router.add_post("/v3/conversations/{conversation}/activities", self._post)
         app.router.add_post("/v3/conversations/{conversation}/activities/{activity}", self._post)
@@ -417,7 +424,7 @@ class FakeBotConnector:
         return web.json_response(
             {
                 "issuer": ISSUER,
-                "jwks_uri": f"{self.service_url}openid/keys",
+                "jwks_uri": f"{self.service_url}{self._openid_path}/keys",
                 "id_token_signing_alg_values_supported": ["RS256"],
             }
         )

@@ -174,3 +174,21 @@ async def test_the_kept_checks_are_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     await kept.check(activity, "Bearer 4", check)  # kept
     await kept.check(activity, "Bearer 0", check)  # the oldest, dropped: checked again
     assert made == ["Bearer 0", "Bearer 1", "Bearer 2", "Bearer 3", "Bearer 4", "Bearer 0"]
+
+
+async def test_each_fake_connector_publishes_its_keys_at_its_own_address(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # botbuilder keeps the keys of a metadata address for a day: had a later fake the address
+    # of an earlier one (the same port again), its valid tokens would be refused.
+    urls = []
+    for _ in range(2):
+        async with FakeBotConnector(app_id=APP_ID) as fake:
+            monkeypatch.setattr(ChannelValidation, "open_id_metadata_endpoint", fake.openid_url)
+            auth = _auth(tmp_path, Clock())
+            result = await auth.authenticate_request(
+                _activity(fake.service_url), f"Bearer {fake.token()}"
+            )
+            assert result.claims_identity.get_claim_value("aud") == APP_ID
+            urls.append(fake.openid_url)
+    assert urls[0] != urls[1]
