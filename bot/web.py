@@ -5,9 +5,10 @@ requests with Bolt's own helpers around `AsyncApp.async_dispatch`. The timekeepe
 the server (the scheduler must start inside the running loop) and stops with it.
 
 Shutdown (SIGTERM): aiohttp stops accepting requests and lets those in flight finish; then the
-tick stops after the one in progress (its sends included), listeners still at work after their
-ack finish, and the database connections close, all within SHUTDOWN_SECONDS. A send cut off
-by that bound is not lost: its claim lapses and it is sent after the restart, once.
+tick stops after the one in progress (its sends included), Slack listeners still at work after
+their ack and Teams turns after their answer finish, and the database connections close, all
+within SHUTDOWN_SECONDS. A send cut off by that bound is not lost: its claim lapses and it is
+sent after the restart, once.
 """
 
 from __future__ import annotations
@@ -90,7 +91,9 @@ class Server:
                 return
 
     async def settle(self) -> None:
-        """Wait for listeners still at work after their ack, and the sends kicks started."""
+        """Wait for the work after answers (Slack listeners, Teams turns), and the sends kicked."""
+        if self.teams is not None and self.teams.turns is not None:
+            await self.teams.turns.settle()
         await self.budget.settle()
         while self._kicks:
             await asyncio.gather(*list(self._kicks))
@@ -163,7 +166,11 @@ def build_server(core: Core, *, tick: bool = True, teams_credentials: Any = None
         )
     if settings.teams_enabled:
         server.teams, teams_platform = build_teams(
-            core, server.kick, lambda: server.platforms, credentials_factory=teams_credentials
+            core,
+            server.kick,
+            lambda: server.platforms,
+            inflight=inflight,
+            credentials_factory=teams_credentials,
         )
         server.platforms.append(teams_platform)
     server.dispatcher = core.dispatcher(server.platforms)

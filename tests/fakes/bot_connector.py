@@ -224,6 +224,10 @@ class FakeBotConnector:
         # Where each API call came from: distinct peers are the connections the bot opened.
         self.peers: list[Any] = []
         self._failures: list[_Failure] = []
+        # While cleared, POSTs and PUTs to activities wait (`hold`): a send caught mid-way.
+        self._open = threading.Event()
+        self._open.set()
+        self.held: list[str] = []  # "POST conversation/activity" of each call waiting
         self._ids = itertools.count(1_700_000_000_001)
         self._lock = threading.Lock()
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -335,6 +339,28 @@ class FakeBotConnector:
             self._failures.append(
                 _Failure(status, retry_after, method, times, {"error": {"code": code}})
             )
+
+    def hold(self) -> None:
+        """Make calls to activities wait at the door until `release`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Let the held calls, and those after, through."""
+        self._open.set()
+
+    async def _door(self, request: web.Request) -> None:
+        if self._open.is_set():
+            return
+        what = f"{request.method} {request.match_info['conversation']}"
+        if "activity" in request.match_info:
+            what += f"/{request.match_info['activity']}"
+        with self._lock:
+            self.held.append(what)
+        try:
+            await asyncio.to_thread(self._open.wait, 30)
+        finally:
+            with self._lock:
+                self.held.remove(what)
 
     def token(
         self,
@@ -496,6 +522,7 @@ class FakeBotConnector:
         return None
 
     async def _post(self, request: web.Request) -> web.Response:
+        await self._door(request)
         refused = self._authorised(request) or self._failure("POST")
         if refused is not None:
             return refused
@@ -519,6 +546,7 @@ class FakeBotConnector:
         return web.json_response({"id": activity_id}, status=201)
 
     async def _put(self, request: web.Request) -> web.Response:
+        await self._door(request)
         refused = self._authorised(request) or self._failure("PUT")
         if refused is not None:
             return refused

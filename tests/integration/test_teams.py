@@ -9,6 +9,7 @@ lookup other than 127.0.0.1.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import shutil
@@ -24,7 +25,7 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from botframework.connector.auth import ChannelValidation, ServiceClientCredentialsFactory
-from conftest import EXAMPLE_CONFIG
+from conftest import EXAMPLE_CONFIG, wait_until
 from fakes.bot_connector import BotConnectorRecord, FakeBotConnector
 from fakes.slack_api import FakeSlackApi
 from fakes.slack_signing import signed_headers, view_submission_body, view_submission_payload
@@ -33,12 +34,13 @@ from sqlalchemy import event, select
 
 from bot.adapters.teams.clients import KeptClientsAuthentication
 from bot.adapters.teams.reach import still_to_open
+from bot.adapters.teams.turns import Turns
 from bot.app import Core, build_core
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.disputes import Action, Dispute
 from bot.messages import Message, Recipient
-from bot.web import Server, build_server, make_web_app
+from bot.web import Server, build_server, make_web_app, stop
 from store import conversation_refs as refs
 from store.models import ConversationRefRow, OutboxRow
 
@@ -218,11 +220,23 @@ class Teams:
             headers["Authorization"] = f"Bearer {self.fake.token()}"
         elif token is not None:
             headers["Authorization"] = token
-        return await self.client.post("/api/messages", json=body, headers=headers)
+        response = await self.client.post("/api/messages", json=body, headers=headers)
+        # A message is answered before its turn runs (bot/adapters/teams/turns.py): wait for
+        # the turn, so that what follows sees what it did, and fail on one that escaped on_error.
+        turns = self.turns
+        escaped = turns.escaped
+        await turns.settle()
+        assert turns.escaped == escaped, "a Teams turn failed after its activity was answered"
+        return response
+
+    @property
+    def turns(self) -> Turns:
+        assert self.server.teams is not None and self.server.teams.turns is not None
+        return self.server.teams.turns
 
     async def say(self, user: User, text: str, **kw: Any) -> ClientResponse:
         response = await self.post(activity(user, self.fake.service_url, text=text, **kw))
-        assert response.status == 201, await response.text()
+        assert response.status == 202, await response.text()
         return response
 
     async def press(
@@ -237,7 +251,7 @@ class Teams:
             conversation=card.conversation_id,
         )
         response = await self.post(body)
-        assert response.status == 201, await response.text()
+        assert response.status == 202, await response.text()
         return response
 
     async def deliver(self) -> None:
@@ -367,7 +381,7 @@ async def test_an_activity_without_a_valid_token_is_refused(teams: Teams) -> Non
     with teams.core.store.unit() as session:
         assert session.execute(select(ConversationRefRow)).first() is None
     # The same activity, signed by the Bot Framework service, is taken.
-    assert (await teams.post(body)).status == 201
+    assert (await teams.post(body)).status == 202
     assert teams.chat(AMARA)
 
 
@@ -385,6 +399,75 @@ async def test_a_body_that_is_not_an_activity_is_a_bad_request(teams: Teams) -> 
     response = await teams.client.post("/api/messages", json=malformed, headers=token)
     assert response.status == 400
     assert teams.fake.sent() == []
+
+
+# --- A message is answered before its turn runs ---------------------------------------------------
+
+
+async def raw_post(teams: Teams, body: dict[str, Any]) -> int:
+    """Post an activity and return its status without waiting for its turn (Teams.post does)."""
+    headers = {"Authorization": f"Bearer {teams.fake.token()}"}
+    response = await teams.client.post("/api/messages", json=body, headers=headers)
+    return response.status
+
+
+async def test_a_message_is_answered_before_its_reply_is_sent(teams: Teams) -> None:
+    # The Bot Framework service times out at 10-15 s; the answer must not wait for the work.
+    teams.fake.hold()
+    try:
+        status = await raw_post(teams, activity(AMARA, teams.fake.service_url, text="help"))
+        assert status == 202
+        await wait_until(lambda: teams.fake.held, "the reply to reach the connector")
+        assert teams.chat(AMARA) == []  # answered while the reply was still on its way
+    finally:
+        teams.fake.release()
+    await teams.turns.settle()
+    (reply,) = teams.chat(AMARA)
+    assert "escalate list" in reply.shown
+
+
+async def test_one_persons_messages_are_handled_in_the_order_sent(teams: Teams) -> None:
+    first = activity(AMARA, teams.fake.service_url, text="help")
+    second = activity(AMARA, teams.fake.service_url, text="list")
+    other = activity(BEN, teams.fake.service_url, text="help")
+    teams.fake.hold()
+    try:
+        for body in (first, second, other):
+            assert await raw_post(teams, body) == 202
+        # Ben's turn goes ahead with Amara's first; her second waits for her first.
+        await wait_until(lambda: len(teams.fake.held) == 2, "two replies at the connector")
+        assert sorted(teams.fake.held) == sorted(
+            [f"POST {AMARA.chat}/{first['id']}", f"POST {BEN.chat}/{other['id']}"]
+        )
+    finally:
+        teams.fake.release()
+    await teams.turns.settle()
+    assert [r.reply_to for r in teams.chat(AMARA)] == [first["id"], second["id"]]
+
+
+async def test_shutdown_waits_for_the_turns_of_messages_already_answered(teams: Teams) -> None:
+    teams.fake.hold()
+    try:
+        await raw_post(teams, activity(AMARA, teams.fake.service_url, text="help"))
+        await wait_until(lambda: teams.fake.held, "the reply to reach the connector")
+        stopping = asyncio.create_task(stop(teams.server))
+        done, _ = await asyncio.wait({stopping}, timeout=0.5)
+        assert not done, "shutdown did not wait for the turn in progress"
+    finally:
+        teams.fake.release()
+    await stopping
+    assert len(teams.chat(AMARA)) == 1 and not teams.turns.running
+
+
+async def test_an_invoke_is_still_answered_with_its_result(teams: Teams) -> None:
+    # An invoke's answer is its result: it cannot be given before the turn.
+    body = activity(AMARA, teams.fake.service_url, kind="invoke")
+    body["name"] = "adaptiveCard/action"
+    body["value"] = {"action": {"type": "Action.Execute", "verb": "approveAll", "data": {}}}
+    headers = {"Authorization": f"Bearer {teams.fake.token()}"}
+    response = await teams.client.post("/api/messages", json=body, headers=headers)
+    assert response.status == 200 and "out of date" in (await response.json())["value"]
+    assert not teams.turns.running
 
 
 # --- Conversation references --------------------------------------------------------------------
@@ -521,7 +604,7 @@ async def test_sending_to_a_person_or_channel_reads_their_reference_without_the_
 
 async def test_a_personal_install_is_welcomed_and_remembered(teams: Teams) -> None:
     body = activity(OLIVIA, teams.fake.service_url, kind="conversationUpdate", members_added=[BOT])
-    assert (await teams.post(body)).status == 201
+    assert (await teams.post(body)).status == 202
     (welcome,) = teams.chat(OLIVIA)
     assert "Type escalate" in welcome.shown
     with teams.core.store.unit() as session:
@@ -717,7 +800,7 @@ async def test_someone_not_allowed_is_refused_privately(teams: Teams) -> None:
     body = activity(
         DAN, teams.fake.service_url, value={"action": "acknowledge", "ref": dispute.ref}
     )
-    assert (await teams.post(body)).status == 201
+    assert (await teams.post(body)).status == 202
     refusal = teams.chat(DAN)[-1]
     assert "can't" in refusal.shown
     assert "Acknowledged" not in teams.events(dispute.ref)
@@ -1044,7 +1127,7 @@ async def test_a_refused_button_goes_on_the_record_and_sends_no_form(teams: Team
     for action in ("acknowledge", "escalate"):
         before = len(teams.chat(DAN))
         body = activity(DAN, teams.fake.service_url, value={"action": action, "ref": dispute.ref})
-        assert (await teams.post(body)).status == 201
+        assert (await teams.post(body)).status == 202
         (told,) = teams.chat(DAN)[before:]
         assert "can't" in told.shown
         assert "Input." not in json.dumps(told.cards)  # a note, not the action's form

@@ -1,13 +1,14 @@
 """The Teams side of the conversation: `escalate`, its card forms, buttons and replies.
 
-Bot Framework's CloudAdapter behind `POST /api/messages`. The handler only translates an
-activity into the neutral conversations (bot/conversation.py) and renders the answer as a
-card; the conversation reference of every person and channel is checked on every turn and saved
-when it changed, so the outbox can reach them later. Forms and buttons use Action.Submit, which
-arrives as a message activity carrying `value`; the card the person pressed is then updated in
-place. Database work runs in worker threads (`asyncio.to_thread`), never on the event loop.
-There is one `on_error` for every turn. May import botbuilder, aiohttp, the conversations and
-the store.
+Bot Framework's CloudAdapter behind `POST /api/messages`; a message is answered 202 once it is
+authenticated, and its turn runs after (bot/adapters/teams/turns.py). The handler only
+translates an activity into the neutral conversations (bot/conversation.py) and renders the
+answer as a card; the conversation reference of every person and channel is checked on every
+turn and saved when it changed, so the outbox can reach them later. Forms and buttons use
+Action.Submit, which arrives as a message activity carrying `value`; the card the person
+pressed is then updated in place. Database work runs in worker threads (`asyncio.to_thread`),
+never on the event loop. There is one `on_error` for every turn. May import botbuilder,
+aiohttp, the conversations and the store.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
@@ -27,7 +29,7 @@ from aiohttp import web
 from botbuilder.core import ActivityHandler, TurnContext, serializer_helper
 from botbuilder.core.teams import TeamsInfo
 from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity
+from botbuilder.schema import Activity, ActivityTypes, DeliveryModes
 
 from bot.adapters.base import Platform
 from bot.adapters.teams import cards
@@ -44,6 +46,7 @@ from bot.adapters.teams.platform import (
     user_key,
 )
 from bot.adapters.teams.reach import waiting_for
+from bot.adapters.teams.turns import Turns
 from bot.app import Core
 from bot.config import Settings
 from bot.conversation import Conversations, Reply
@@ -51,6 +54,7 @@ from bot.directory import Person
 from bot.disputes import Action
 from bot.flows.actions import FROM_STAGE
 from bot.flows.engine import FlowRunner, Notice
+from bot.inflight import InFlight
 from bot.messages import BUTTON_LABELS, ActionId, Button
 from bot.service import Outcome
 from store import conversation_refs as refs
@@ -784,11 +788,17 @@ def _submission_key(turn: TurnContext, value: dict[str, Any]) -> str:
 
 
 class TeamsEndpoint:
-    """`POST /api/messages`: authenticate the activity, then run the bot's turn."""
+    """`POST /api/messages`: authenticate the activity, then run the bot's turn.
 
-    def __init__(self, adapter: CloudAdapter, bot: TeamsBot) -> None:
+    With `turns`, a message is answered as soon as it is authenticated and its turn runs after
+    (bot/adapters/teams/turns.py); without, every activity is answered once its turn is done,
+    as botbuilder's own `CloudAdapter.process` does.
+    """
+
+    def __init__(self, adapter: CloudAdapter, bot: ActivityHandler, turns: Turns | None = None):
         self.adapter = adapter
         self.bot = bot
+        self.turns = turns
 
     async def handle(self, request: web.Request) -> web.Response:
         """Answer one activity from the Bot Connector service."""
@@ -824,6 +834,12 @@ class TeamsEndpoint:
                 "refused an activity without a valid token", extra={"reason": repr(exc)[:200]}
             )
             return web.Response(status=401)
+        if self.turns is not None and _answered_apart(activity):
+            self.turns.start(
+                activity.conversation.id,
+                partial(self.adapter.process_activity, auth, activity, self.bot.on_turn),
+            )
+            return web.Response(status=202)
         invoke = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
         if invoke is not None and invoke.status == 501 and activity.name == "adaptiveCard/action":
             # An Action.Execute from a card this bot does not make (its cards use
@@ -839,6 +855,19 @@ class TeamsEndpoint:
         if invoke is not None:
             return web.json_response(data=serializer_helper(invoke.body), status=invoke.status)
         return web.Response(status=201)
+
+
+def _answered_apart(activity: Activity) -> bool:
+    """True if the activity's HTTP answer carries nothing, so it can be given before the turn.
+
+    An invoke's answer is its result, and so are the replies of an `expectReplies` activity.
+    """
+    return (
+        activity.type != ActivityTypes.invoke
+        and activity.delivery_mode != DeliveryModes.expect_replies
+        and activity.conversation is not None
+        and isinstance(activity.conversation.id, str)
+    )
 
 
 def _unanswerable(activity: Activity) -> str | None:
@@ -875,9 +904,12 @@ def build_teams(
     kick: Callable[[], None],
     platforms: Callable[[], Sequence[Platform]],
     *,
+    inflight: InFlight | None = None,
     credentials_factory: Any = None,
 ) -> tuple[TeamsEndpoint, TeamsPlatform]:
     """The Teams endpoint and the outbox's Teams platform, sharing one CloudAdapter.
+
+    Messages are answered before their turns run, which wait for the answers in `inflight`.
 
     `credentials_factory` replaces the app password's token requests (tests use a fake one:
     no request may go to Microsoft's sign-in service).
@@ -901,4 +933,4 @@ def build_teams(
     )
     bot = TeamsBot(core.conversations, platform, kick)
     adapter.on_turn_error = bot.on_error
-    return TeamsEndpoint(adapter, bot), platform
+    return TeamsEndpoint(adapter, bot, Turns(inflight)), platform
