@@ -293,17 +293,20 @@ def table(
     results: Results,
     kinds: dict[str, str],
     done: dict[str, dict[str, float]] | None = None,
+    bare_done: dict[str, dict[str, float]] | None = None,
 ) -> None:
     """The bot's rows against the bare app's, and the section's data for BENCHMARKS.md.
 
     `done` maps a kind to the fake API's arrival times (by request key) of the work it caused:
     where given, the p99 from sending the request to that work reaching the API is shown too.
+    `bare_done` does the same for the bare app's work, where it does some after its answer.
     """
     for (kind, mode, app), r in results.items():
         if app != "full":
             continue
         bare = results[(kind, mode, "bare")]
         finished = r.done(done[kind]) if done and kind in done else []
+        bare_finished = bare.done(bare_done[kind]) if bare_done and kind in bare_done else []
         row = [
             kinds[kind],
             mode,
@@ -315,17 +318,30 @@ def table(
         ]
         if done is not None:
             row.append(lib.ms(lib.percentile(finished, 99)) if finished else "-")
+        if bare_done is not None:
+            row.append(lib.ms(lib.percentile(bare_finished, 99)) if bare_finished else "-")
+            both = finished and bare_finished
+            row.append(
+                lib.ratio(lib.percentile(finished, 99), lib.percentile(bare_finished, 99))
+                if both
+                else "-"
+            )
         section.rows.append([*row, f"{r.rate:,.0f}"])
         key = f"{kind}.{mode.split()[0]}"
         section.data.update({f"{key}.p50": r.p50, f"{key}.p99": r.p99, f"{key}.bare_p99": bare.p99})
         if finished:
             section.data[f"{key}.done_p99"] = lib.percentile(finished, 99)
+        if bare_finished:
+            section.data[f"{key}.bare_done_p99"] = lib.percentile(bare_finished, 99)
 
 
-def headings(first: str, rate: str, *, done: bool) -> list[str]:
+def headings(first: str, rate: str, *, done: bool, bare_done: bool = False) -> list[str]:
     """The table's columns: what is sent, the clients, the figures (`table` fills them)."""
     figures = ["bot p50", "bot p99", "bare p50", "bare p99", "p99 ratio"]
-    return [first, "clients", *figures, *(["work done p99"] if done else []), rate]
+    work = ["work done p99"] if done else []
+    if bare_done:
+        work += ["bare work done p99", "work done ratio"]
+    return [first, "clients", *figures, *work, rate]
 
 
 def verdicts(
