@@ -237,9 +237,11 @@ def make_web_app(server: Server) -> web.Application:
             if platform is None:
                 response = await handler(request)
             else:
-                # Counted until the answer is ready: work after other answers waits for it.
+                # Counted until the answer is written: work after other answers waits for it.
                 with server.inflight.request():
                     response = await handler(request)
+                    await response.prepare(request)
+                    await response.write_eof()
             outcome = "ok" if response.status < 400 else f"{response.status // 100}xx"
             return response
         except web.HTTPException as exc:

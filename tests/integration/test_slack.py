@@ -4,6 +4,7 @@ Slack Web API on 127.0.0.1 that checks tokens, arguments and Block Kit limits.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from conftest import wait_until
 from fakes.slack_signing import app_home_opened_body, signed_headers, slash_command_body
 from slackbot import (
@@ -31,6 +33,7 @@ from slackbot import (
 )
 from sqlalchemy import select
 
+from bot.adapters.slack.app import SlackConversations
 from bot.app import build_core
 from bot.clock import FakeClock
 from bot.config import Settings
@@ -294,6 +297,46 @@ async def test_the_modal_waits_until_every_request_in_flight_has_its_answer(
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+async def test_the_modal_is_built_only_once_the_answer_is_written(
+    slack: SlackBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An answer can take a moment to go out (a slow client, a full socket buffer). The work
+    # after the ack, on a worker thread holding the interpreter, would delay it further: it
+    # waits until the answer is written, not only until the handler has returned.
+    loop = asyncio.get_running_loop()
+    events: list[str] = []
+    started = asyncio.Event()
+    prepare, write_eof = web.Response.prepare, web.Response.write_eof
+    fresh_intake = SlackConversations._fresh_intake
+    answers: set[int] = set()  # the bot's answers to Slack, not the fake Slack API's
+
+    async def noted_prepare(self: web.Response, request: web.BaseRequest) -> Any:
+        if request.path == "/slack/events" and not self.prepared:
+            answers.add(id(self))
+        return await prepare(self, request)
+
+    async def slow_write_eof(self: web.Response, data: bytes = b"") -> None:
+        if id(self) in answers:
+            answers.discard(id(self))  # once: aiohttp prepares and ends it again, a no-op
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(started.wait(), 0.2)
+            events.append("answer written")
+        await write_eof(self, data)
+
+    def watched_intake(self: SlackConversations, *args: Any) -> Any:
+        events.append("modal built")
+        loop.call_soon_threadsafe(started.set)
+        return fresh_intake(self, *args)
+
+    monkeypatch.setattr(web.Response, "prepare", noted_prepare)
+    monkeypatch.setattr(web.Response, "write_eof", slow_write_eof)
+    monkeypatch.setattr(SlackConversations, "_fresh_intake", watched_intake)
+    response = await slack.command("", user=AMARA)
+    assert response.status == 200
+    assert events == ["answer written", "modal built"]
+    assert len(slack.api.calls_to("views.open")) == 1
 
 
 async def test_slack_is_answered_in_time_even_when_the_database_is_slow(

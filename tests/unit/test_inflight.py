@@ -33,6 +33,22 @@ async def test_quiet_waits_for_the_last_request_in_flight() -> None:
     assert inflight.held == 0 and inflight.waiting == 0
 
 
+async def test_quiet_waits_out_the_grace_after_the_last_answer() -> None:
+    # The requests of a burst arrive a little apart: work started in a gap between them would
+    # hold up the answers to the rest.
+    inflight = InFlight(patience=60, grace=0.05)
+    with inflight.request():
+        pass
+    waiter = asyncio.create_task(inflight.quiet())
+    await asyncio.sleep(0)
+    assert not waiter.done(), "quiet came before the grace after the answer"
+    with inflight.request():  # the next of the burst, within the grace
+        await asyncio.sleep(0.1)  # longer than the grace: only the answer in flight holds it
+        assert not waiter.done(), "quiet came with a request still waiting for its answer"
+    assert await waiter is True
+    assert await inflight.quiet() is True  # and stays quiet while nothing comes
+
+
 async def test_quiet_gives_up_after_its_patience() -> None:
     # A steady stream of requests must not hold the work back for ever.
     inflight = InFlight(patience=0)
