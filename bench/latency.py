@@ -223,12 +223,16 @@ async def measure(
     expect: Callable[[str], Callable[[str], bytes]] = lambda kind: lambda app: b"",
     statuses: tuple[int, ...] = (200,),
     settle: Callable[[str], Awaitable[None]] | None = None,
+    quiesce: Callable[[], Awaitable[None]] | None = None,
 ) -> Results:
     """Warm both apps up (a `help` from each of `everyone` people, `warm` of each kind), then
     time each kind sequentially and in concurrent rounds, the two apps in turn.
 
     `batcher(kind)(app, count)` makes the requests; `settle(app)`, if given, waits for the
-    work each round caused (see `interleaved`).
+    work each round caused (see `interleaved`); `quiesce()`, if given, waits before each
+    kind and mode until the fake API has stopped hearing from the bot: the messages the
+    outbox sends after a click (to the other party, the channel) are work of their own, and
+    left over from one measurement they would be timed in the next.
     """
     results: Results = {}
     async with session(clients) as bare, session(clients) as full:
@@ -256,6 +260,8 @@ async def measure(
                     ("sequential", sequential, 1, 1),
                     (f"{clients} concurrent", rounds, clients, clients),
                 ):
+                    if quiesce is not None:
+                        await quiesce()
                     runs = await interleaved(
                         sessions,
                         urls,
@@ -372,3 +378,19 @@ def verdicts(
                 f"{lib.ms(concurrent.p99)} (the {bare}: {lib.ms(base.p99)}).",
             )
         )
+
+
+async def quiet_for(
+    count: Callable[[], Awaitable[int]], *, calm: float = 0.25, bound: float = 15.0
+) -> None:
+    """Wait until `count()` (the calls a fake API has had) stays the same for `calm` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + bound
+    last, since = await count(), loop.time()
+    while loop.time() - since < calm:
+        if loop.time() > end:
+            raise RuntimeError(f"the bot was still calling the fake API after {bound:.0f} s")
+        await asyncio.sleep(0.02)
+        now = await count()
+        if now != last:
+            last, since = now, loop.time()
