@@ -383,8 +383,11 @@ def run(*, tiny: bool = False) -> lib.Section:
         "3-second clock counts); _work done_ is from sending it to the fake Slack receiving "
         "the call it causes (views.open for `/escalate`, chat.update for a click). The two "
         f"apps are measured in turn: sequentially, one request to each in turn, {sequential} "
-        f"each; concurrently, {rounds} rounds of {clients} requests at once to each in turn. "
-        "All four processes (client, fake Slack, bot, bare app) share the machine's CPUs.",
+        f"each; concurrently, {rounds} rounds of {clients} requests at once to each in turn; "
+        "each round waits until the bot's work for the last is done, and each kind and mode "
+        "until the fake Slack has heard nothing from the bot for 250 ms (the outbox's sends "
+        "after a click are not timed as the next request's latency). All four processes "
+        "(client, fake Slack, bot, bare app) share the machine's CPUs.",
         latency.headings("request", "bot req/s", done=True),
     )
     done = {"modal": said.get("views.open", {}), "button": said.get("chat.update", {})}
@@ -394,9 +397,9 @@ def run(*, tiny: bool = False) -> lib.Section:
     d = section.data
     section.notes.append(
         "`/escalate` and the buttons are answered as soon as the request is read (Bolt's ack); "
-        "the rest happens after, once no other request is waiting for its answer "
-        "(bot/inflight.py: that work holds the GIL, and started earlier it made a round's "
-        "later answers wait). For `/escalate` the person's intake is resumed and its modal "
+        "the rest happens after, once every answer has been written and no request has waited "
+        "for one for 2 ms (bot/inflight.py: that work holds the GIL, and started earlier it "
+        "made answers wait, up to 5 ms each). For `/escalate` the person's intake is resumed and its modal "
         "built and serialised on a worker thread, then views.open is called; for a click the "
         "acknowledgement is recorded (a transaction, on a worker thread), the message updated "
         "with chat.update and the outbox woken. Slack's clock stops at the ack; what the person "

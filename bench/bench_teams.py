@@ -467,7 +467,8 @@ def run(*, tiny: bool = False) -> lib.Section:
         "the person waits for, the bot's against the bare bot's line of text. The two "
         f"bots are measured in turn: sequentially, one activity to each in turn, {sequential} "
         f"each; concurrently, {rounds} rounds of {clients} activities at once to each in turn; "
-        "each round waits until the bot's work for the last is done. All four processes "
+        "each round waits until both bots' work for the last is done, and each kind and mode "
+        "until the connector has heard nothing for 250 ms. All four processes "
         "(client, fake connector, bot, bare bot) share the machine's CPUs.",
         latency.headings("activity", "bot activities/s", done=True, bare_done=True),
     )
