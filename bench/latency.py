@@ -390,7 +390,7 @@ async def quiet_for(
     while loop.time() - since < calm:
         if loop.time() > end:
             raise RuntimeError(f"the bot was still calling the fake API after {bound:.0f} s")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(min(0.02, calm / 4))
         now = await count()
         if now != last:
             last, since = now, loop.time()
