@@ -18,6 +18,7 @@ import time as timer
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -188,12 +189,14 @@ async def interleaved(
     expect: Callable[[str], bytes] = lambda app: b"",
     statuses: tuple[int, ...] = (200,),
     settle: Callable[[str], Awaitable[None]] | None = None,
+    linger: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, Run]:
     """`rounds` rounds of `size` requests from `clients` clients, to each app in turn.
 
     `settle(app)`, if given, waits after each round until the work that round caused (a modal
     opened, a message updated) has been done: each round is people arriving at once, not a
-    queue of work piling up behind answers given early.
+    queue of work piling up behind answers given early. `linger()`, if given, then waits for
+    the bot's work that goes on after that (a click's notices, sent by the outbox).
     """
     runs = {app: Run() for app in ("bare", "full")}
     for first, second in turns(rounds):
@@ -204,6 +207,8 @@ async def interleaved(
             runs[app].add(got)
             if settle is not None:
                 await settle(app)
+            if linger is not None and app == "full":
+                await linger()
     return runs
 
 
@@ -223,16 +228,19 @@ async def measure(
     expect: Callable[[str], Callable[[str], bytes]] = lambda kind: lambda app: b"",
     statuses: tuple[int, ...] = (200,),
     settle: Callable[[str], Awaitable[None]] | None = None,
-    quiesce: Callable[[], Awaitable[None]] | None = None,
+    calls: Callable[[], Awaitable[int]] | None = None,
+    calm: float = 0.16,
+    lingering: tuple[str, ...] = ("button",),
 ) -> Results:
     """Warm both apps up (a `help` from each of `everyone` people, `warm` of each kind), then
     time each kind sequentially and in concurrent rounds, the two apps in turn.
 
     `batcher(kind)(app, count)` makes the requests; `settle(app)`, if given, waits for the
-    work each round caused (see `interleaved`); `quiesce()`, if given, waits before each
-    kind and mode until the fake API has stopped hearing from the bot: the messages the
-    outbox sends after a click (to the other party, the channel) are work of their own, and
-    left over from one measurement they would be timed in the next.
+    work each round caused (see `interleaved`). `calls()`, if given, counts the calls the fake
+    API has had: before each kind and mode the run waits until it has heard nothing for
+    `calm` seconds, and after each round of a `lingering` kind for an eighth of that. The
+    messages the outbox sends after a click (to the other party, the channel) are work of
+    their own: left over, they would be timed as the next request's latency.
     """
     results: Results = {}
     async with session(clients) as bare, session(clients) as full:
@@ -260,8 +268,8 @@ async def measure(
                     ("sequential", sequential, 1, 1),
                     (f"{clients} concurrent", rounds, clients, clients),
                 ):
-                    if quiesce is not None:
-                        await quiesce()
+                    if calls is not None:
+                        await quiet_for(calls, calm=calm)
                     runs = await interleaved(
                         sessions,
                         urls,
@@ -272,6 +280,11 @@ async def measure(
                         expect=expect(kind),
                         statuses=statuses,
                         settle=settle,
+                        linger=(
+                            partial(quiet_for, calls, calm=calm / 8)
+                            if calls is not None and kind in lingering
+                            else None
+                        ),
                     )
                     for app, r in runs.items():
                         results[(kind, mode, app)] = r
