@@ -8,6 +8,8 @@ import copy
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,7 +26,7 @@ from bot.adapters.teams import cards
 from bot.adapters.teams.bot import teams_authentication
 from bot.adapters.teams.clients import KEPT, plain_json_objects, unchecked_bodies
 from bot.adapters.teams.kept import Kept
-from bot.adapters.teams.platform import card_activity
+from bot.adapters.teams.platform import TeamsPlatform, card_activity, to_reference
 from bot.app import Core
 from bot.config import Settings
 
@@ -177,3 +179,30 @@ def test_a_client_whose_msrest_cannot_take_sent_cards_is_refused() -> None:
     del client._serialize.serialize_type["object"]
     with pytest.raises(RuntimeError, match="msrest"):
         plain_json_objects(client)
+
+
+async def test_a_proactive_send_continues_from_a_copy_without_the_activity_id() -> None:
+    # The adapter gets the reference without an activity id (a proactive message starts
+    # afresh, not as a reply), and the caller's reference is left as it was.
+    reference = to_reference(
+        {
+            "activityId": "1700000000001",
+            "user": {"id": "29:ben", "name": "Ben Carter", "aadObjectId": "aad-ben"},
+            "bot": {"id": "28:bot", "name": "Escalation bot"},
+            "conversation": {"id": "a:personal-29:ben", "conversationType": "personal"},
+            "channelId": "msteams",
+            "serviceUrl": "http://127.0.0.1:9/",
+        }
+    )
+    continued: list[Any] = []
+
+    class Adapter:
+        async def continue_conversation(self, ref: Any, callback: Any, app_id: str) -> None:
+            continued.append((ref, app_id))
+
+    platform = SimpleNamespace(adapter=Adapter(), app_id="app-id")
+    await TeamsPlatform._continue(platform, reference, None, {})  # type: ignore[arg-type]
+    ((sent, app_id),) = continued
+    assert app_id == "app-id" and sent is not reference
+    assert sent.activity_id is None and reference.activity_id == "1700000000001"
+    assert sent.serialize() == {k: v for k, v in reference.serialize().items() if k != "activityId"}

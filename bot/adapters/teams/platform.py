@@ -14,6 +14,7 @@ domain and the store.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -320,7 +321,9 @@ class TeamsPlatform:
     async def _continue(self, reference: Any, callback: Any, result: dict[str, Any]) -> None:
         # The adapter runs the callback as a turn whose errors go to on_turn_error (which
         # would answer into the conversation): the callback keeps them for us instead.
-        continuation = ConversationReference().deserialize(reference.serialize())
+        # A shallow copy, so that the caller's reference keeps its activity id: copied through
+        # msrest (serialise, then deserialise) it cost 0.47 ms of the event loop per send.
+        continuation = copy.copy(reference)
         continuation.activity_id = None
         await self.adapter.continue_conversation(continuation, callback, self.app_id)
         if "error" in result:
