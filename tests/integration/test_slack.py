@@ -201,6 +201,30 @@ async def test_acknowledge_button_acts_once_and_shows_who_acted(slack: SlackBot)
     assert len(roots) == 1 and roots[0].updates
 
 
+async def test_the_message_clicked_is_updated_before_the_notices_start(
+    slack: SlackBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the person waits for goes first: the notices the click queued are sent only once
+    # the message clicked is updated, not alongside it.
+    dispute = await log_dispute(slack)
+    (to_ben,) = slack.api.messages_in("D" + BEN)
+    message = {"type": "message", "ts": to_ben.ts, "text": to_ben.text, "blocks": to_ben.blocks}
+    kw = {"channel_id": "D" + BEN, "message_ts": to_ben.ts, "message": message}
+    sending: list[bool] = []
+    update = slack.api._m_chat_update
+
+    def noted_update(args: dict[str, Any]) -> dict[str, Any]:
+        if args.get("channel") == "D" + BEN:  # the message clicked, not the channel's root
+            sending.append(bool(slack.server._kicks))
+        return update(args)
+
+    monkeypatch.setattr(slack.api, "_m_chat_update", noted_update)
+    assert (await slack.click("acknowledge", dispute.ref, BEN, **kw)).status == 200
+    await slack.deliver()
+    assert sending == [False], "the notices started before the message was updated"
+    assert any("acknowledged" in m.text for m in slack.api.messages_in("D" + AMARA))
+
+
 async def test_someone_not_allowed_gets_a_private_explanation(slack: SlackBot) -> None:
     dispute = await log_dispute(slack)
     await slack.click("acknowledge", dispute.ref, DAN, channel_id="D" + DAN)

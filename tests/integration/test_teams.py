@@ -765,6 +765,31 @@ def ping_for(teams: Teams, user: User, ref: str) -> BotConnectorRecord:
     return next(r for r in teams.chat(user) if ref in r.shown and r.submit_data())
 
 
+async def test_the_card_pressed_is_updated_before_the_notices_start(teams: Teams) -> None:
+    # What the person waits for goes first: the notices the click queued (to Amara, in the
+    # channel) are sent only once the card pressed is updated, not alongside it.
+    dispute = await log_dispute(teams)
+    ping = ping_for(teams, BEN, dispute.ref)
+    body = activity(
+        BEN,
+        teams.fake.service_url,
+        value={"action": "acknowledge", "ref": dispute.ref},
+        reply_to=ping.activity_id,
+        conversation=ping.conversation_id,
+    )
+    teams.fake.hold()
+    try:
+        assert await raw_post(teams, body) == 202
+        await wait_until(lambda: teams.fake.held, "the card's update to reach the connector")
+        assert teams.fake.held == [f"PUT {ping.conversation_id}/{ping.activity_id}"]
+        assert not teams.server._kicks, "the notices started before the card was updated"
+    finally:
+        teams.fake.release()
+    await teams.turns.settle()
+    await teams.deliver()
+    assert any("acknowledged" in r.shown for r in teams.chat(AMARA))
+
+
 async def test_a_button_acts_and_the_card_updates_in_place_with_who_and_when(
     teams: Teams, clock: FakeClock
 ) -> None:

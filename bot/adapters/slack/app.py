@@ -451,21 +451,25 @@ class SlackConversations:
         text: str,
     ) -> None:
         """Show who acted and when on the message clicked; or explain privately."""
-        self.kick()
-        if not changed or channel is None or message_ts is None:
-            await self._private(client, channel, user_id, text)
-            return
-        original = (body or {}).get("message", {}).get("blocks")
-        if original is None:
-            await self._private(client, channel, user_id, text)
-            return
-        await _quietly(
-            client.chat_update,
-            channel=channel,
-            ts=message_ts,
-            text=clip(text, 3000),
-            blocks=acted_blocks(original, text),
-        )
+        try:
+            if not changed or channel is None or message_ts is None:
+                await self._private(client, channel, user_id, text)
+                return
+            original = (body or {}).get("message", {}).get("blocks")
+            if original is None:
+                await self._private(client, channel, user_id, text)
+                return
+            await _quietly(
+                client.chat_update,
+                channel=channel,
+                ts=message_ts,
+                text=clip(text, 3000),
+                blocks=acted_blocks(original, text),
+            )
+        finally:
+            # The notices the action queued go once the person's own message is updated:
+            # started first, they shared the event loop with that update and delayed it.
+            self.kick()
 
     async def _dm(self, client: AsyncWebClient, user_id: str, text: str) -> None:
         """A direct message to the person (when the modal they could have seen it in is gone)."""

@@ -441,14 +441,16 @@ class TeamsBot(ActivityHandler):
                 INTAKE_TITLE,
             )
             return
-        self.kick()
-        await self.update_card(
-            turn,
-            cards.done_card(
-                "Professional disagreement logged", outcome.text, self._stamp("Logged", name)
-            ),
-            outcome.text,
-        )
+        try:
+            await self.update_card(
+                turn,
+                cards.done_card(
+                    "Professional disagreement logged", outcome.text, self._stamp("Logged", name)
+                ),
+                outcome.text,
+            )
+        finally:
+            self.kick()  # the pings it queued, once the person's own card is updated
 
     # ---- buttons and action forms -------------------------------------------------------
 
@@ -513,10 +515,14 @@ class TeamsBot(ActivityHandler):
             if not outcome.changed or status is None:
                 await self.private_text(turn, person, outcome.text)
                 return
-            self.kick()
-            await self.update_card(
-                turn, self.acted_card(turn, person, button, outcome, status), outcome.text
-            )
+            try:
+                await self.update_card(
+                    turn, self.acted_card(turn, person, button, outcome, status), outcome.text
+                )
+            finally:
+                # The notices it queued go once the card pressed is updated: started first,
+                # they shared the event loop with that update and delayed it.
+                self.kick()
             return
         # No form for someone who could not submit it; the attempt goes on the record.
         seen = await asyncio.to_thread(self.service.may, ref, person.id, flow.action)
@@ -609,18 +615,20 @@ class TeamsBot(ActivityHandler):
             )
             await self.update_card(turn, card, outcome.text)
             return
-        self.kick()
         title = f"{self.conversations.action_flow(button).flow.title}: {ref}"
-        await self.update_card(
-            turn, cards.done_card(title, outcome.text, self._stamp(_done(button), name)), title
-        )
-        if origin and status is not None:
+        try:
             await self.update_card(
-                turn,
-                self.acted_card(turn, person, button, outcome, status),
-                outcome.text,
-                activity_id=origin,
+                turn, cards.done_card(title, outcome.text, self._stamp(_done(button), name)), title
             )
+            if origin and status is not None:
+                await self.update_card(
+                    turn,
+                    self.acted_card(turn, person, button, outcome, status),
+                    outcome.text,
+                    activity_id=origin,
+                )
+        finally:
+            self.kick()  # the notices it queued, once the person's own cards are updated
 
     def _act(
         self,
