@@ -182,6 +182,7 @@ async def serve(kind: str, database_url: str, config: str, openid_url: str, bot_
     from bot.adapters.teams.turns import Turns
     from bot.config import Settings
     from bot.inflight import InFlight
+    from bot.web import answer_in_flight
 
     # The token checks read the signing keys from the fake, not from a Microsoft host.
     ChannelValidation.open_id_metadata_endpoint = openid_url
@@ -216,13 +217,12 @@ async def serve(kind: str, database_url: str, config: str, openid_url: str, bot_
             teams_authentication(settings, credentials_factory=credentials(bot_token))
         )
         # The same endpoint as the bot's: answered once authenticated, the turn run after the
-        # answers in flight are given (bot/web.py counts them the same way).
+        # answers in flight are written, counted as bot/web.py counts them.
         inflight = InFlight()
 
         @web.middleware
         async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-            with inflight.request():
-                return await handler(request)  # type: ignore[no-any-return]
+            return await answer_in_flight(inflight, request, handler)
 
         endpoint = TeamsEndpoint(adapter, Bare(), Turns(inflight))
         app = web.Application(middlewares=[count])
@@ -429,8 +429,7 @@ def run(*, tiny: bool = False) -> lib.Section:
                         )
                     )
 
-            asyncio.run(measure())
-            timer.sleep(0.5)  # the bot's background sends, kicked by each acknowledgement
+            asyncio.run(measure())  # it waits for the notices the last clicks caused
         finally:
             for child in servers.values():
                 child.stop()
@@ -439,7 +438,8 @@ def run(*, tiny: bool = False) -> lib.Section:
     failed = sum(r.failures for r in results.values())
     if failed:
         raise RuntimeError(
-            f"{failed} activities were not answered 201 or 202; the bot's log ends:\n{full_log[-3000:]}"
+            f"{failed} activities were not answered 201 or 202; "
+            f"the bot's log ends:\n{full_log[-3000:]}"
         )
     answered = to_bot["help"] + to_bot["modal"]
     if (

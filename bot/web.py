@@ -216,6 +216,21 @@ def readiness(server: Server) -> dict[str, dict[str, object]]:
     return checks
 
 
+async def answer_in_flight(
+    inflight: InFlight,
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Answer a request, counted in flight until the answer is written (bot/inflight.py)."""
+    with inflight.request():
+        response = await handler(request)
+        # Written here, not after the middleware returns: work waiting for quiet would
+        # otherwise start before the answer is out, and delay it.
+        await response.prepare(request)
+        await response.write_eof()
+    return response
+
+
 PLATFORM_PATHS = {"/slack/events": "slack", "/api/messages": "teams"}
 REQUEST_ID = web.RequestKey("request_id", str)
 
@@ -237,11 +252,7 @@ def make_web_app(server: Server) -> web.Application:
             if platform is None:
                 response = await handler(request)
             else:
-                # Counted until the answer is written: work after other answers waits for it.
-                with server.inflight.request():
-                    response = await handler(request)
-                    await response.prepare(request)
-                    await response.write_eof()
+                response = await answer_in_flight(server.inflight, request, handler)
             outcome = "ok" if response.status < 400 else f"{response.status // 100}xx"
             return response
         except web.HTTPException as exc:
