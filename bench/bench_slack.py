@@ -268,10 +268,11 @@ def run(*, tiny: bool = False) -> lib.Section:
     """Start the fake Slack, the bot and the bare app; time every kind and mode against both."""
     begun = timer.perf_counter()
     lib.clear_proxies()
-    # Sequential: one request to each app in turn, 200 each (a p99 of 200 is their second
-    # slowest). Concurrent: rounds of 20 at once to each app in turn, 8 rounds. More would
-    # take the benchmark past its minute.
-    warm, sequential, rounds = (3, 10, 2) if tiny else (10, 200, 8)
+    # Sequential: one request to each app in turn, 200 each (a p99 of 200 is about their
+    # third slowest). Concurrent: rounds of 20 at once to each app in turn, 12 rounds, 240
+    # each, so that a p99 is not one hiccup of the machine's. More would take the benchmark
+    # towards its minute.
+    warm, sequential, rounds = (3, 10, 2) if tiny else (10, 200, 12)
     calm = 0.04 if tiny else 0.16  # how long the fake must hear nothing before each measurement
     clients = 2 if tiny else CONCURRENT
     # Each click, on either app, takes a dispute of its own and a message of its own.

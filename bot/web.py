@@ -14,10 +14,11 @@ sent after the restart, once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -231,6 +232,30 @@ async def answer_in_flight(
     return response
 
 
+def account_for(
+    metrics: Metrics | None,
+    request_id: str,
+    platform: str,
+    path: str,
+    outcome: str,
+    elapsed: float,
+) -> None:
+    """One platform request counted, timed and logged (a JSON line, no content)."""
+    if metrics is not None:
+        metrics.requests.labels(platform, outcome).inc()
+        metrics.latency.labels(platform).observe(elapsed)
+    log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "platform": platform,
+            "path": path,
+            "status": outcome,
+            "duration_ms": round(elapsed * 1000, 1),
+        },
+    )
+
+
 PLATFORM_PATHS = {"/slack/events": "slack", "/api/messages": "teams"}
 REQUEST_ID = web.RequestKey("request_id", str)
 
@@ -244,7 +269,7 @@ def make_web_app(server: Server) -> web.Application:
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         # A request id for the logs, and each platform request counted and timed.
-        request[REQUEST_ID] = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        request[REQUEST_ID] = request.headers.get("X-Request-Id") or secrets.token_hex(8)
         platform = PLATFORM_PATHS.get(request.path)
         started = time.perf_counter()
         outcome = "error"
@@ -259,20 +284,18 @@ def make_web_app(server: Server) -> web.Application:
             outcome = f"{exc.status // 100}xx"
             raise
         finally:
-            elapsed = time.perf_counter() - started
-            if platform is not None and metrics is not None:
-                metrics.requests.labels(platform, outcome).inc()
-                metrics.latency.labels(platform).observe(elapsed)
             if platform is not None:
-                log.info(
-                    "request",
-                    extra={
-                        "request_id": request[REQUEST_ID],
-                        "platform": platform,
-                        "path": request.path,
-                        "status": outcome,
-                        "duration_ms": round(elapsed * 1000, 1),
-                    },
+                # Counted and logged once the answers in flight are written, not between them.
+                server.inflight.defer(
+                    functools.partial(
+                        account_for,
+                        metrics,
+                        request[REQUEST_ID],
+                        platform,
+                        request.path,
+                        outcome,
+                        time.perf_counter() - started,
+                    )
                 )
 
     app = web.Application(client_max_size=1024 * 1024, middlewares=[account])
@@ -289,6 +312,7 @@ def make_web_app(server: Server) -> web.Application:
 
     async def metrics_page(request: web.Request) -> web.Response:
         assert metrics is not None
+        server.inflight.flush()  # every request answered so far counted
         text = await asyncio.to_thread(metrics.exposition)
         return web.Response(body=text, content_type="text/plain", charset="utf-8")
 
@@ -337,6 +361,7 @@ async def stop(server: Server) -> None:
     if server.timekeeper is not None:
         await server.timekeeper.stop()
     await server.settle()
+    server.inflight.flush()  # the last requests' log lines and metrics
 
 
 def freeze_startup_heap() -> None:

@@ -39,10 +39,12 @@ import asyncio
 import copy
 import itertools
 import json
+import multiprocessing
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -386,16 +388,30 @@ class FakeBotConnector:
         key = self._other_key if signed_by_someone_else else self._key
         return jwt.encode(claims, key, algorithm="RS256", headers={"kid": KEY_ID})
 
-    def check_cards(self) -> list[str]:
-        """With ``check_cards_later``: check the cards received so far; their problems."""
+    def check_cards(self, workers: int = 1) -> list[str]:
+        """With ``check_cards_later``: check the cards received so far; their problems.
+
+        Each distinct card is checked once; with `workers` > 1, in that many processes (a
+        benchmark's thousands of cards take seconds each way, one CPU each).
+        """
         with self._lock:
             unchecked, self._unchecked = self._unchecked, []
-        found: list[str] = []
-        seen: dict[str, list[str]] = {}
-        for where, card in unchecked:
+        distinct: dict[str, JsonDict] = {}
+        keys = []
+        for _, card in unchecked:
             text = json.dumps(card, sort_keys=True)
-            if text not in seen:
-                seen[text] = card_problems(card)
+            distinct.setdefault(text, card)
+            keys.append(text)
+        if workers > 1 and len(distinct) > 1:
+            # Spawned, not forked: this process runs the fake's server in other threads.
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+                verdicts = list(pool.map(card_problems, distinct.values(), chunksize=16))
+        else:
+            verdicts = [card_problems(card) for card in distinct.values()]
+        seen = dict(zip(distinct, verdicts, strict=True))
+        found: list[str] = []
+        for (where, _), text in zip(unchecked, keys, strict=True):
             found += [f"{where}/{p}" for p in seen[text]]
         for problem in found:
             self._violation(problem)

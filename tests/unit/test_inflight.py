@@ -57,6 +57,25 @@ async def test_quiet_gives_up_after_its_patience() -> None:
     assert inflight.held == 0
 
 
+async def test_one_bound_lets_every_waiter_of_a_busy_spell_go_together() -> None:
+    inflight = InFlight(patience=0.05)
+    with inflight.request():
+        first = asyncio.create_task(inflight.quiet())
+        await asyncio.sleep(0.03)
+        later = asyncio.create_task(inflight.quiet())
+        cancelled = asyncio.create_task(inflight.quiet())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        # The first caller's patience bounds everyone's wait: the later one goes with it.
+        assert await first is False and await later is False
+        assert cancelled.cancelled() and inflight.held == 0
+        # A new spell of waiting gets a bound of its own.
+        again = asyncio.create_task(inflight.quiet())
+        await asyncio.sleep(0.01)
+        assert not again.done()
+    assert await again is True
+
+
 async def test_a_listeners_work_after_its_ack_waits_for_other_answers() -> None:
     inflight = InFlight(patience=60)
     budget = Budget(2.0, inflight)
@@ -98,6 +117,61 @@ async def test_the_budget_answers_for_a_listener_that_is_slow_to_ack() -> None:
     release.set()
     await budget.settle()
     assert events == ["acked", "late ack refused"]
+
+
+async def test_the_budget_keeps_each_requests_deadline_with_one_timer() -> None:
+    budget = Budget(0.05)
+    release = asyncio.Event()
+    answered: list[str] = []
+
+    def bolt_ack(name: str) -> Any:
+        async def ack(**kwargs: Any) -> None:
+            answered.append(name)
+
+        return ack
+
+    async def prompt(ack: Any, body: dict[str, Any], client: Any) -> None:
+        await ack()
+
+    async def slow(ack: Any, body: dict[str, Any], client: Any) -> None:
+        await release.wait()
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await budget.wrap(prompt)(ack=bolt_ack("first"), body={}, client=None)
+    await asyncio.sleep(0.02)
+    # The second's budget runs from its own arrival, not from the first's.
+    await budget.wrap(slow)(ack=bolt_ack("second"), body={}, client=None)
+    assert loop.time() - started >= 0.02 + 0.05 - 0.005
+    await budget.wrap(prompt)(ack=bolt_ack("third"), body={}, client=None)
+    assert answered == ["first", "second", "third"]
+    assert len(budget._deadlines) <= 2  # the answered ones are let go as new ones come
+    release.set()
+    await budget.settle()
+
+
+async def test_bookkeeping_is_deferred_until_quiet_and_done_in_order() -> None:
+    inflight = InFlight(patience=60, grace=0.01)
+    done: list[int] = []
+
+    def fails() -> None:
+        raise RuntimeError("a metric that could not be recorded")
+
+    with inflight.request():
+        inflight.defer(lambda: done.append(1))
+        inflight.defer(fails)
+        inflight.defer(lambda: done.append(2))
+        await asyncio.sleep(0.02)
+        assert done == [], "bookkeeping was done with an answer still in flight"
+    await asyncio.sleep(0)
+    assert done == [], "bookkeeping was done before the grace after the last answer"
+    assert await inflight.quiet() is True
+    await asyncio.sleep(0)
+    assert done == [1, 2]  # the failure logged, the rest done
+    with inflight.request():
+        inflight.defer(lambda: done.append(3))
+        inflight.flush()  # the metrics page, and shutdown, do not wait
+        assert done == [1, 2, 3]
 
 
 def test_freezing_the_startup_heap_exempts_it_from_collection() -> None:

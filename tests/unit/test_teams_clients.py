@@ -4,6 +4,7 @@ but never skipped."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from datetime import UTC, datetime
@@ -73,6 +74,27 @@ async def test_the_fake_connector_finds_a_bad_card_now_or_when_asked(later: bool
         else:
             assert response.status == 400 and fake.violations
             assert fake.check_cards() == []
+
+
+async def test_the_fake_connector_checks_cards_in_worker_processes_alike() -> None:
+    good = {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "Hi"}]}
+    activities = [
+        {"type": "message", "attachments": [{"contentType": CARD, "content": good}]},
+        _bad_card_activity(),
+        _bad_card_activity(),  # the same card twice: reported for each, checked once
+    ]
+    async with FakeBotConnector(app_id=APP_ID, check_cards_later=True) as fake:
+        async with aiohttp.ClientSession() as http:
+            for i, body in enumerate(activities):
+                response = await http.post(
+                    f"{fake.service_url}v3/conversations/a:chat{i}/activities",
+                    json=body,
+                    headers={"Authorization": f"Bearer {fake.bot_token}"},
+                )
+                assert response.status == 201
+        problems = await asyncio.to_thread(fake.check_cards, 2)
+    assert len(problems) == 2 and problems == fake.violations
+    assert [p.split(":")[1] for p in problems] == ["chat1", "chat2"]
 
 
 async def test_kept_clients_are_built_once_per_key_and_bounded() -> None:

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -644,6 +645,29 @@ class Budget:
         self.seconds = seconds
         self.inflight = inflight
         self.running: set[asyncio.Task[None]] = set()
+        # Each request's deadline, in the order they came (every budget is as long): one
+        # timer for the earliest, rather than a timer each for the event loop to sort.
+        self._deadlines: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _until(self, answered: asyncio.Future[None]) -> None:
+        """Answer for this request when the budget runs out, if its listener has not."""
+        loop = asyncio.get_running_loop()
+        while self._deadlines and self._deadlines[0][1].done():
+            self._deadlines.popleft()  # answered in time, as nearly all are
+        self._deadlines.append((loop.time() + self.seconds, answered))
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadlines[0][0], self._expire)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = None
+        while self._deadlines and (
+            self._deadlines[0][1].done() or self._deadlines[0][0] <= loop.time()
+        ):
+            _settle(self._deadlines.popleft()[1])
+        if self._deadlines:
+            self._timer = loop.call_at(self._deadlines[0][0], self._expire)
 
     def wrap(
         self, listener: Callable[..., Coroutine[Any, Any, None]]
@@ -666,17 +690,18 @@ class Budget:
                 kwargs.pop("body")
             task = asyncio.create_task(listener(**kwargs))
             self.running.add(task)
-            task.add_done_callback(self.running.discard)
-            task.add_done_callback(_log_failure)
+
+            def finished(task: asyncio.Task[None]) -> None:
+                self.running.discard(task)
+                _log_failure(task)
+                _settle(answered)
+
+            task.add_done_callback(finished)
             # Answer Slack as soon as the listener has acked (what follows the ack, opening a
             # modal or updating a message, carries on in the background), or when the budget
-            # runs out, whichever is first. One future and a timer: this runs for every request.
-            task.add_done_callback(lambda _: _settle(answered))
-            timer = loop.call_later(self.seconds, _settle, answered)
-            try:
-                await answered
-            finally:
-                timer.cancel()
+            # runs out, whichever is first. This runs for every request: one future, no timer.
+            self._until(answered)
+            await answered
             if not once.done:
                 # Slack must hear from us in time; the listener finishes in the background.
                 await once.answer()
