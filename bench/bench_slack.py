@@ -418,6 +418,16 @@ def run(*, tiny: bool = False) -> lib.Section:
         "writer at a time, so the acknowledgements are recorded in turn."
     )
     section.notes.append(
+        "What the bot does for every request beyond the bare app's ack is kept off the "
+        "answers where it can be: each request's JSON log line and metrics are done once the "
+        "burst's answers are written (`InFlight.defer`); the listeners waiting for quiet share "
+        "one patience timer, and the 2-second budget keeps its deadlines in arrival order "
+        "under one timer, rather than a timer each for the event loop to sort. What remains "
+        "before the answer is real work: the rate limit, finding the person, the reply's "
+        "blocks as JSON, the listener's task, and Bolt matching more listeners than the bare "
+        "app has."
+    )
+    section.notes.append(
         "Commands come from the people of the example directory in turn, with the bot's "
         "per-person limit raised to its maximum (600 a minute): the limit slows one person "
         "who sends many commands, which is not what is measured. Every click acknowledges a "
