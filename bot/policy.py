@@ -6,6 +6,7 @@ platform, database, web or scheduler library. Deadlines are computed with a Work
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -367,9 +368,10 @@ class Policy(_Frozen):
         """Plain data for keeping with a dispute, so later edits never move its deadlines."""
         return self.model_dump(mode="json")
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """A short hash of the policy's content, to tell versions apart."""
+        # Worked out once: the policy is frozen, and every save of a dispute names it.
         canonical = json.dumps(self.snapshot(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
