@@ -473,3 +473,34 @@ def test_the_web_api_client_does_not_format_debug_messages_nobody_reads(
         assert client._logger.level == logging.WARNING
     finally:
         core.store.dispose()
+
+
+async def test_an_answer_changed_in_an_action_modal_updates_that_modal(slack: SlackBot) -> None:
+    # Bolt's block_action ignores a `callback_id` constraint: routed by it alone, a change in
+    # an action's modal reached the intake's listener and became the intake form.
+    dispute = await log_dispute(slack)
+    (to_ben,) = slack.api.messages_in("D" + BEN)
+    await slack.click(
+        "propose_resolution",
+        dispute.ref,
+        BEN,
+        channel_id="D" + BEN,
+        message_ts=to_ben.ts,
+        trigger_id="T8",
+    )
+    (opened,) = slack.api.views
+    shown = view_of(slack.api.calls_to("views.open")[0])
+    assert shown["callback_id"] == "action:propose_resolution"
+    view = {
+        "id": opened.id,
+        "hash": opened.hash,
+        "callback_id": shown["callback_id"],
+        "private_metadata": shown["private_metadata"],
+        "state": {"values": {"more_1": radio("yes")}},
+    }
+    response = await slack.click("value", "", BEN, view=view)
+    assert response.status == 200
+    await slack.server.settle()
+    (update,) = slack.api.calls_to("views.update")
+    assert update["view"]["callback_id"] == "action:propose_resolution"
+    assert update["view_id"] == opened.id

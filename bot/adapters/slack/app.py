@@ -484,6 +484,36 @@ class SlackConversations:
                 client.chat_postEphemeral, channel=channel, user=user_id, text=escape(text)
             )
 
+    # ---- routing -------------------------------------------------------------------------
+
+    async def on_block_action(self, ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A button pressed, or an answer changed in one of our modals: to its handler."""
+        actions = body.get("actions")
+        first = actions[0] if isinstance(actions, list) and actions else {}
+        action_id = first.get("action_id") if isinstance(first, dict) else None
+        view = body.get("view") if isinstance(body.get("view"), dict) else {}
+        form = str(view.get("callback_id") or "") if view else ""
+        if action_id == "value" and form == INTAKE:
+            await self.on_intake_change(ack, body, client)
+        elif action_id == "value" and form.startswith(ACTION_PREFIX):
+            await self.on_action_change(ack, body, client)
+        elif isinstance(action_id, str) and BUTTONS.match(action_id):
+            await self.on_button(ack, body, client)
+        else:
+            # A button or form of an older version of the bot: a plain answer rather than
+            # Bolt's 404, which Slack shows as an error icon.
+            await self.on_unknown_action(ack, body, client)
+
+    async def on_view(self, ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A modal submitted: the intake, an action's form, or one this version does not have."""
+        form = str(body["view"].get("callback_id") or "")
+        if form == INTAKE:
+            await self.on_intake_submit(ack, body, client)
+        elif form.startswith(ACTION_PREFIX):
+            await self.on_action_submit(ack, body, client)
+        else:
+            await self.on_unknown_view(ack, body, client)
+
     # ---- what this version of the bot does not have ----------------------------------------
 
     async def on_unknown_action(
@@ -747,17 +777,12 @@ def build_slack_app(
         return resp
 
     within = budget.wrap
+    # One listener for each kind of request, routed by our own code (`on_block_action`,
+    # `on_view`). Bolt's block_action ignores a `callback_id` constraint, so a change in an
+    # action's modal went to the intake's listener; and each listener Bolt tries before the
+    # one that matches costs it a full build of the listener arguments from the payload.
     app.command("/escalate")(within(slack.on_command))
-    app.block_action({"action_id": "value", "callback_id": INTAKE})(within(slack.on_intake_change))
-    app.block_action({"action_id": "value", "callback_id": re.compile(f"^{ACTION_PREFIX}")})(
-        within(slack.on_action_change)
-    )
-    app.block_action(BUTTONS)(within(slack.on_button))
-    app.view(INTAKE)(within(slack.on_intake_submit))
-    app.view(re.compile(f"^{ACTION_PREFIX}"))(within(slack.on_action_submit))
+    app.block_action(re.compile(".*"))(within(slack.on_block_action))
+    app.view(re.compile(".*"))(within(slack.on_view))
     app.event("app_home_opened", middleware=[drop_retries])(within(slack.on_home))
-    # Registered last, so they see only what nothing above took: buttons and forms of older
-    # versions of the bot get a plain answer instead of Bolt's 404 (an error icon in Slack).
-    app.block_action(re.compile(".*"))(within(slack.on_unknown_action))
-    app.view(re.compile(".*"))(within(slack.on_unknown_view))
     return app
