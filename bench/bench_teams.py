@@ -207,13 +207,13 @@ async def serve(kind: str, database_url: str, config: str, openid_url: str, bot_
     if kind == "full":
         from bot import logs
         from bot.app import build_core
-        from bot.web import build_server, freeze_startup_heap, make_web_app
+        from bot.web import build_server, make_web_app, tune_garbage_collector
 
         logs.configure(settings.log_level, "json")  # as `serve` does: a JSON line per request
         core = build_core(settings, migrate=False)
         server = build_server(core, tick=False, teams_credentials=credentials(bot_token))
         app = make_web_app(server)
-        freeze_startup_heap()  # as `serve` does
+        tune_garbage_collector()  # as `serve` does
     else:
 
         class Bare(ActivityHandler):
@@ -504,8 +504,9 @@ def run(*, tiny: bool = False) -> lib.Section:
         "constraints its models do not declare; and serialises cards with json rather than "
         "node by node with msrest: the baseline gains as much as the bot from all of that. "
         "The bot's cards are also not deep-copied by botbuilder on the way "
-        "out (`SentCard`). Both processes freeze their start-up heap out of the garbage "
-        "collector, as `serve` does; this process, standing in for Microsoft, times with its "
+        "out (`SentCard`). The bot tunes its garbage collector as `serve` does "
+        "(`tune_garbage_collector`: its start-up heap frozen out of it, young objects "
+        "collected less often); this process, standing in for Microsoft, times with its "
         "own collector off, so that no full collection is counted as latency."
     )
     checked, check_seconds = said.get("cards", 0), said.get("check_seconds", 0.0)

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.adapters.slack.app import Budget
 from bot.inflight import InFlight
-from bot.web import freeze_startup_heap
+from bot.web import YOUNG_THRESHOLD, tune_garbage_collector
 
 
 async def test_quiet_returns_at_once_when_no_request_is_waiting() -> None:
@@ -174,9 +174,12 @@ async def test_bookkeeping_is_deferred_until_quiet_and_done_in_order() -> None:
         assert done == [1, 2, 3]
 
 
-def test_freezing_the_startup_heap_exempts_it_from_collection() -> None:
+def test_the_startup_heap_is_exempt_and_young_objects_are_collected_less_often() -> None:
+    thresholds = gc.get_threshold()
     try:
-        freeze_startup_heap()
+        tune_garbage_collector()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
