@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from bot.inflight import InFlight
 
@@ -43,9 +44,13 @@ class Turns:
         task = asyncio.get_running_loop().create_task(self._run(before, turn))
         self._last[conversation] = task
         self.running.add(task)  # a reference until it is done (asyncio's advice)
-        task.add_done_callback(self.running.discard)
-        task.add_done_callback(lambda done: self._forget(conversation, done))
-        task.add_done_callback(self._log_failure)
+        task.add_done_callback(partial(self._finished, conversation))
+
+    def _finished(self, conversation: str, task: asyncio.Task[None]) -> None:
+        # One callback, not three: this runs for every message.
+        self.running.discard(task)
+        self._forget(conversation, task)
+        self._log_failure(task)
 
     async def _run(
         self, before: asyncio.Task[None] | None, turn: Callable[[], Awaitable[None]]
